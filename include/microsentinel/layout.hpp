@@ -74,11 +74,14 @@ struct known_field {
         MS_KNOWN_FIELD(type, flow_id), MS_KNOWN_FIELD(type, gso_segs), MS_KNOWN_FIELD(type, ingress_ifindex),    \
         MS_KNOWN_FIELD(type, numa_node), MS_KNOWN_FIELD(type, l4_proto)
 
-// pad0 is left out on purpose: padding may gain meaning in a later layout.
 inline constexpr known_field v1_fields[] = {MS_KNOWN_HEAD_FIELDS(ms_sample_v1), MS_KNOWN_FIELD(ms_sample_v1, lbr_nr),
-                                            MS_KNOWN_FIELD(ms_sample_v1, lbr)};
+                                            MS_KNOWN_FIELD(ms_sample_v1, pad0), MS_KNOWN_FIELD(ms_sample_v1, lbr)};
 inline constexpr known_field v2_fields[] = {MS_KNOWN_HEAD_FIELDS(ms_sample_v2), MS_KNOWN_FIELD(ms_sample_v2, direction),
-                                            MS_KNOWN_FIELD(ms_sample_v2, lbr_nr), MS_KNOWN_FIELD(ms_sample_v2, lbr)};
+                                            MS_KNOWN_FIELD(ms_sample_v2, lbr_nr), MS_KNOWN_FIELD(ms_sample_v2, pad0),
+                                            MS_KNOWN_FIELD(ms_sample_v2, lbr)};
+
+// Padding is not matched: it may gain meaning in a later layout.
+constexpr bool is_padding(std::string_view name) noexcept { return name.starts_with("pad"); }
 
 #undef MS_KNOWN_HEAD_FIELDS
 #undef MS_KNOWN_FIELD
@@ -117,6 +120,8 @@ inline std::string mismatch(const known_layout& k, std::uint32_t struct_size, st
         return "is " + std::to_string(struct_size) + " bytes, " + std::string(to_string(k.id)) + " needs at least " +
                std::to_string(k.size);
     for (const auto& want : k.fields) {
+        if (is_padding(want.name))
+            continue;
         auto it = std::find_if(fields.begin(), fields.end(), [&](const field_desc& f) { return f.name == want.name; });
         if (it == fields.end())
             return "has no member " + describe_field(want.name, want.offset, want.size);
@@ -125,8 +130,9 @@ inline std::string mismatch(const known_layout& k, std::uint32_t struct_size, st
                    " needs " + describe_field(want.name, want.offset, want.size);
     }
     for (const auto& f : fields) {
-        bool known_member = std::any_of(k.fields.begin(), k.fields.end(), [&](const known_field& w) { return w.name == f.name; });
-        if (!known_member && f.offset < k.size && f.name.rfind("pad", 0) != 0)
+        bool known_member =
+            std::any_of(k.fields.begin(), k.fields.end(), [&](const known_field& w) { return w.name == f.name; });
+        if (!known_member && f.offset < k.size && !is_padding(f.name))
             return "has member " + describe_field(f.name, f.offset, f.size) + " inside the " +
                    std::string(to_string(k.id)) + " layout, which only appended members may extend";
     }
