@@ -1,0 +1,293 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * MicroSentinel collector. Packet hooks on both paths record, per CPU, which
+ * flow the CPU last worked for; a perf_event program turns each PMU or software
+ * sample into an ms_sample record carrying that flow, rate-limited per CPU.
+ *
+ * Built twice from this source: MS_SAMPLE_LAYOUT=2 (this release, with
+ * `direction`) and MS_SAMPLE_LAYOUT=1 (the previous release's records).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "microsentinel/flow_id.h"
+#include "microsentinel/ms_sample.h"
+#include "ms_collector.h"
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP_ 6
+#define IPPROTO_UDP_ 17
+#define NSEC_PER_SEC 1000000000ULL
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Keeps struct ms_sample in the object's BTF: consumers negotiate from it. */
+struct ms_sample *ms_sample_layout __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} ms_samples SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ms_config);
+} ms_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ms_counters);
+} ms_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ms_cpu_flow);
+} ms_cpu_flow SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ms_bucket);
+} ms_bucket SEC(".maps");
+
+/* Reads the L3/L4 headers at `l3` into a flow id; 0 when not IP TCP/UDP. */
+static __always_inline __u64 ms_parse_flow(const unsigned char *l3, __u8 *l4_proto)
+{
+	__u8 first;
+	__u16 ports[2];
+
+	if (bpf_probe_read_kernel(&first, sizeof(first), l3))
+		return 0;
+	if ((first >> 4) == 4) {
+		struct iphdr ip;
+		__u32 ihl_bytes;
+
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), l3))
+			return 0;
+		if (ip.protocol != IPPROTO_TCP_ && ip.protocol != IPPROTO_UDP_)
+			return 0;
+		if (ip.frag_off & bpf_htons(0x1fff)) /* not the first fragment: no ports */
+			return 0;
+		ihl_bytes = (first & 0xf) * 4;
+		if (ihl_bytes < sizeof(ip) ||
+		    bpf_probe_read_kernel(ports, sizeof(ports), l3 + ihl_bytes))
+			return 0;
+		*l4_proto = ip.protocol;
+		return ms_flow_id_v4(ip.protocol, ip.saddr, bpf_ntohs(ports[0]),
+				     ip.daddr, bpf_ntohs(ports[1]));
+	}
+	if ((first >> 4) == 6) {
+		struct ipv6hdr ip6;
+
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), l3))
+			return 0;
+		if (ip6.nexthdr != IPPROTO_TCP_ && ip6.nexthdr != IPPROTO_UDP_)
+			return 0;
+		if (bpf_probe_read_kernel(ports, sizeof(ports), l3 + sizeof(ip6)))
+			return 0;
+		*l4_proto = ip6.nexthdr;
+		return ms_flow_id(MS_FLOW_FAMILY_IPV6, ip6.nexthdr,
+				  ip6.saddr.in6_u.u6_addr32, bpf_ntohs(ports[0]),
+				  ip6.daddr.in6_u.u6_addr32, bpf_ntohs(ports[1]));
+	}
+	return 0;
+}
+
+/*
+ * Ingress at netif_receive_skb: skb->data is the L3 header (eth_type_trans
+ * pulled L2; network_header is reset only after the tracepoint). Egress at
+ * net_dev_queue: skb->data is L2, network_header is set by the IP layer.
+ */
+static __always_inline void ms_note_packet(struct sk_buff *skb, __u8 direction)
+{
+	__u16 proto = BPF_CORE_READ(skb, protocol);
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	const unsigned char *l3;
+	struct skb_shared_info *shinfo;
+	struct ms_cpu_flow *cf;
+	struct ms_flow_ctx *slot;
+	__u16 gso_segs = 0;
+	__u8 l4_proto = 0;
+	__u32 zero = 0;
+	__u64 flow_id;
+	__u32 head_idx;
+
+	if (proto != bpf_htons(ETH_P_IP) && proto != bpf_htons(ETH_P_IPV6))
+		return;
+	if (direction == MS_DIR_RX) {
+		l3 = BPF_CORE_READ(skb, data);
+	} else {
+		__u16 nh = BPF_CORE_READ(skb, network_header);
+
+		if (nh == (__u16)~0U)
+			return;
+		l3 = head + nh;
+	}
+	flow_id = ms_parse_flow(l3, &l4_proto);
+	if (!flow_id)
+		return;
+
+	cf = bpf_map_lookup_elem(&ms_cpu_flow, &zero);
+	if (!cf)
+		return;
+	shinfo = (struct skb_shared_info *)(head + BPF_CORE_READ(skb, end));
+	bpf_probe_read_kernel(&gso_segs, sizeof(gso_segs), &shinfo->gso_segs);
+
+	head_idx = (cf->head + 1) & (MS_FLOW_HISTORY - 1);
+	slot = &cf->hist[head_idx];
+	slot->flow_id = flow_id;
+	slot->gso_segs = gso_segs ? gso_segs : 1;
+	slot->ifindex = direction == MS_DIR_RX ? BPF_CORE_READ(skb, dev, ifindex)
+					       : BPF_CORE_READ(skb, skb_iif);
+	slot->l4_proto = l4_proto;
+	slot->direction = direction;
+	slot->ts_ns = bpf_ktime_get_ns();
+	cf->head = head_idx;
+}
+
+/* tp_btf: the default hooks (typed arguments, checked by the verifier). */
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(ms_rx, struct sk_buff *skb)
+{
+	ms_note_packet(skb, MS_DIR_RX);
+	return 0;
+}
+
+SEC("tp_btf/net_dev_queue")
+int BPF_PROG(ms_tx, struct sk_buff *skb)
+{
+	ms_note_packet(skb, MS_DIR_TX);
+	return 0;
+}
+
+/* raw_tp: the same hooks for kernels without tp_btf (loader --hook raw_tp). */
+SEC("raw_tp/netif_receive_skb")
+int BPF_PROG(ms_rx_raw, struct sk_buff *skb)
+{
+	ms_note_packet(skb, MS_DIR_RX);
+	return 0;
+}
+
+SEC("raw_tp/net_dev_queue")
+int BPF_PROG(ms_tx_raw, struct sk_buff *skb)
+{
+	ms_note_packet(skb, MS_DIR_TX);
+	return 0;
+}
+
+static __always_inline int ms_take_token(const struct ms_config *cfg, __u64 now)
+{
+	struct ms_bucket *b;
+	__u32 zero = 0;
+	__u64 elapsed, cap;
+
+	if (!cfg->budget_per_sec)
+		return 1;
+	b = bpf_map_lookup_elem(&ms_bucket, &zero);
+	if (!b)
+		return 0;
+	cap = (cfg->burst ? cfg->burst : 1) * NSEC_PER_SEC;
+	elapsed = now - b->last_ns;
+	if (elapsed > 10 * NSEC_PER_SEC) /* bounds the product below */
+		elapsed = 10 * NSEC_PER_SEC;
+	b->last_ns = now;
+	b->nanotokens += elapsed * cfg->budget_per_sec;
+	if (b->nanotokens > cap)
+		b->nanotokens = cap;
+	if (b->nanotokens < NSEC_PER_SEC)
+		return 0;
+	b->nanotokens -= NSEC_PER_SEC;
+	return 1;
+}
+
+/*
+ * The newest context that is older than the skid and younger than the TTL: a
+ * sample taken a little after its packet still finds its flow.
+ */
+static __always_inline const struct ms_flow_ctx *
+ms_current_flow(const struct ms_cpu_flow *cf, const struct ms_config *cfg, __u64 now)
+{
+	__u32 i;
+
+#pragma unroll
+	for (i = 0; i < MS_FLOW_HISTORY; i++) {
+		const struct ms_flow_ctx *c = &cf->hist[(cf->head - i) & (MS_FLOW_HISTORY - 1)];
+		__u64 age;
+
+		if (!c->ts_ns || c->ts_ns > now)
+			return 0;
+		age = now - c->ts_ns;
+		if (age > cfg->flow_ttl_ns)
+			return 0;
+		if (age >= cfg->skid_ns)
+			return c;
+	}
+	return 0;
+}
+
+/* The bpf cookie of each perf event link is its enum ms_pmu_event. */
+SEC("perf_event")
+int ms_on_sample(struct bpf_perf_event_data *ctx)
+{
+	__u32 zero = 0;
+	struct ms_config *cfg = bpf_map_lookup_elem(&ms_config, &zero);
+	struct ms_counters *cnt = bpf_map_lookup_elem(&ms_counters, &zero);
+	const struct ms_cpu_flow *cf;
+	const struct ms_flow_ctx *flow = 0;
+	struct ms_sample *s;
+	__u64 now, pid_tgid, event;
+
+	if (!cfg || !cnt)
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (!ms_take_token(cfg, now)) {
+		cnt->throttled++;
+		return 0;
+	}
+	s = bpf_ringbuf_reserve(&ms_samples, sizeof(*s), 0);
+	if (!s) {
+		cnt->ringbuf_full++;
+		return 0;
+	}
+	__builtin_memset(s, 0, sizeof(*s));
+
+	event = bpf_get_attach_cookie(ctx);
+	pid_tgid = bpf_get_current_pid_tgid();
+	s->tsc = now;
+	s->cpu = bpf_get_smp_processor_id();
+	s->pid = pid_tgid >> 32;
+	s->tid = (__u32)pid_tgid;
+	s->pmu_event = (__u32)event;
+	s->ip = PT_REGS_IP(&ctx->regs);
+	/* Only these events set the sample address; for others it is stale. */
+	if (event == MS_EVT_PAGE_FAULTS || event == MS_EVT_LLC_MISSES)
+		s->data_addr = ctx->addr;
+	s->numa_node = bpf_get_numa_node_id();
+
+	cf = bpf_map_lookup_elem(&ms_cpu_flow, &zero);
+	if (cf)
+		flow = ms_current_flow(cf, cfg, now);
+	if (flow) {
+		s->flow_id = flow->flow_id;
+		s->gso_segs = flow->gso_segs;
+		s->ingress_ifindex = flow->ifindex;
+		s->l4_proto = flow->l4_proto;
+#if MS_SAMPLE_LAYOUT >= 2
+		s->direction = flow->direction;
+#endif
+	}
+	bpf_ringbuf_submit(s, 0);
+	cnt->emitted++;
+	return 0;
+}
