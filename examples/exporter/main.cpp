@@ -1,0 +1,212 @@
+// micro_sentinel_exporter: replays a capture (file or stdin stream) through the
+// decoder and the flow rollup and serves the result to Prometheus.
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include <microsentinel/capture.hpp>
+#include <microsentinel/prometheus/prometheus.hpp>
+#include <microsentinel/rollup.hpp>
+
+namespace {
+
+namespace prom = microsentinel::prometheus;
+using steady = std::chrono::steady_clock;
+
+constexpr const char* usage = R"(Usage: micro_sentinel_exporter [OPTIONS] [CAPTURE]
+
+Reads a MicroSentinel capture (docs/capture-format.md) from the file CAPTURE,
+or from standard input when CAPTURE is "-" or absent (e.g. piped from
+micro_sentinel_loader --record -), rolls the samples up per flow and serves
+Prometheus metrics at http://LISTEN/metrics until SIGINT or SIGTERM. Scrapers
+that ask for OpenMetrics in Accept get it; others get the text format 0.0.4.
+
+Options:
+  --listen HOST:PORT   address to serve on (default 127.0.0.1:9105; port 0
+                       picks a free port, printed on standard error)
+  --top-k N            flows exported per direction and event by cost; the rest
+                       is summed into flow="other" (default 50)
+  --staleness SECONDS  remove a flow's series when no rollup row named it for
+                       this long (default 300)
+  --window-ms MS       rollup window: micro_sentinel_flow_cost is the cost in the
+                       latest one (default 1000)
+  --help               print this text and exit
+
+Exit status: 0 after a signal, 1 on an unreadable capture or a listen error,
+2 on bad options.
+)";
+
+volatile std::sig_atomic_t stop_requested = 0;
+
+extern "C" void on_stop_signal(int) { stop_requested = 1; }
+
+struct options {
+    prom::http_options http;
+    prom::metrics_config metrics;
+    std::uint64_t window_ns = 1'000'000'000;
+    std::string input = "-";
+};
+
+struct usage_error {
+    std::string message;
+};
+
+std::uint64_t parse_positive(std::string_view flag, std::string_view value)
+{
+    std::uint64_t v = 0;
+    auto r = std::from_chars(value.data(), value.data() + value.size(), v);
+    if (r.ec != std::errc{} || r.ptr != value.data() + value.size() || v == 0)
+        throw usage_error{std::string(flag) + " needs a positive integer, got '" + std::string(value) + "'"};
+    return v;
+}
+
+options parse_args(int argc, char** argv)
+{
+    options o;
+    bool have_input = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        auto value = [&]() -> std::string_view {
+            if (i + 1 >= argc)
+                throw usage_error{std::string(arg) + " needs a value"};
+            return argv[++i];
+        };
+        if (arg == "--help" || arg == "-h") {
+            std::fputs(usage, stdout);
+            std::exit(0);
+        } else if (arg == "--listen") {
+            o.http.listen = std::string(value());
+        } else if (arg == "--top-k") {
+            o.metrics.top_k = parse_positive(arg, value());
+        } else if (arg == "--staleness") {
+            o.metrics.staleness = std::chrono::seconds(parse_positive(arg, value()));
+        } else if (arg == "--window-ms") {
+            o.window_ns = parse_positive(arg, value()) * 1'000'000;
+        } else if (arg.starts_with("-") && arg != "-") {
+            throw usage_error{"unknown option '" + std::string(arg) + "'"};
+        } else if (have_input) {
+            throw usage_error{"more than one capture given ('" + o.input + "' and '" + std::string(arg) + "')"};
+        } else {
+            o.input = std::string(arg);
+            have_input = true;
+        }
+    }
+    return o;
+}
+
+// Replay callbacks: count, roll up, and publish about once a second so scrapes
+// see a stream's progress while it is being read.
+template <class Rollup>
+struct exporter_pipeline {
+    prom::metrics_state& state;
+    microsentinel::sample_decoder& decoder;
+    Rollup& rollup;
+    steady::time_point last_publish = steady::now();
+    std::uint32_t until_clock_check = 0;
+
+    void on_sample(const microsentinel::sample& s)
+    {
+        state.count_sample(s.dir, s.pmu_event);
+        rollup.add(s, s.ip, 0);
+        if (++until_clock_check % 4096 == 0 && steady::now() - last_publish >= std::chrono::seconds(1))
+            publish();
+    }
+    void on_layout(const microsentinel::negotiated_layout& layout) { prom::set_layout(state, layout); }
+    void on_counters(const microsentinel::collector_counters& c) { prom::set_collector_counters(state, c); }
+
+    void publish()
+    {
+        last_publish = steady::now();
+        prom::set_decode_stats(state, decoder.stats());
+        state.publish(last_publish);
+    }
+};
+
+int run(const options& o)
+{
+    std::FILE* in = o.input == "-" ? stdin : std::fopen(o.input.c_str(), "rb");
+    if (in == nullptr) {
+        std::fprintf(stderr, "micro_sentinel_exporter: cannot open %s: %s\n", o.input.c_str(), std::strerror(errno));
+        return 1;
+    }
+    const std::string source = o.input == "-" ? "standard input" : o.input;
+
+    // Only the main thread takes SIGINT/SIGTERM: the server's threads inherit
+    // a mask that blocks them, so a signal interrupts the main thread's read.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal; // no SA_RESTART: a blocked read returns
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+
+    prom::metrics_state state(o.metrics);
+    prom::http_exporter server(o.http, [&state] { return state.current(); });
+    pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+    std::fprintf(stderr, "micro_sentinel_exporter: serving http://%s/metrics from %s\n", server.address().c_str(),
+                 source.c_str());
+
+    int status = 0;
+    try {
+        microsentinel::capture_reader reader(in, source);
+        microsentinel::sample_decoder decoder(reader.header().layout);
+        prom::set_layout(state, reader.header().layout);
+
+        microsentinel::rollup_config rc;
+        rc.window_ns = o.window_ns;
+        rc.boot_to_wall_ns = reader.header().boot_to_wall_ns;
+        microsentinel::flow_rollup rollup(rc, [&state](std::span<const microsentinel::flow_rollup_row> rows) {
+            state.add_flow_rows(rows, steady::now());
+        });
+        exporter_pipeline<decltype(rollup)> pipeline{state, decoder, rollup};
+        microsentinel::replay(reader, decoder, pipeline);
+        rollup.flush();
+        pipeline.publish();
+    } catch (const microsentinel::capture_error& e) {
+        if (!stop_requested) {
+            std::fprintf(stderr, "micro_sentinel_exporter: %s\n", e.what());
+            status = 1;
+        }
+    }
+    if (in != stdin)
+        std::fclose(in);
+
+    // Input done: keep serving, and keep publishing so that stale flows expire.
+    while (!stop_requested && status == 0) {
+        ::sleep(1);
+        state.publish(steady::now());
+    }
+    server.stop();
+    return status;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    try {
+        return run(parse_args(argc, argv));
+    } catch (const usage_error& e) {
+        std::fprintf(stderr, "micro_sentinel_exporter: %s; see --help\n", e.message.c_str());
+        return 2;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "micro_sentinel_exporter: %s\n", e.what());
+        return 1;
+    }
+}
