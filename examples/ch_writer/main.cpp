@@ -1,0 +1,352 @@
+// micro_sentinel_ch_writer: reads a capture (file or stdin), rolls samples up
+// per flow and writes raw samples, rollup rows and data objects to ClickHouse.
+// See usage() for flags and exit codes.
+#include <microsentinel/capture.hpp>
+#include <microsentinel/clickhouse/writer.hpp>
+#include <microsentinel/data_objects.hpp>
+#include <microsentinel/rollup.hpp>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ch = microsentinel::clickhouse;
+using namespace std::chrono_literals;
+
+namespace {
+
+enum exit_code : int {
+    exit_ok = 0,          // every row delivered
+    exit_usage = 1,       // bad flags or configuration
+    exit_bad_input = 2,   // the capture is malformed or unreadable (rows before the error were written)
+    exit_undelivered = 3, // batches remain in the spool (server down, wrong URL or credentials); retried on the next start
+    exit_lost_rows = 4,   // rows were quarantined (rejected by the server) or dropped (table missing)
+};
+
+void usage(std::FILE* out)
+{
+    std::fputs(
+        "Usage: micro_sentinel_ch_writer [options] [CAPTURE]\n"
+        "Reads a MicroSentinel capture (docs/capture-format.md) from CAPTURE or standard input\n"
+        "('-' or no argument), rolls samples up per flow and writes ms_raw_samples,\n"
+        "ms_flow_rollup and ms_data_objects to ClickHouse over HTTP (RowBinary).\n"
+        "\n"
+        "Server:\n"
+        "  --clickhouse-url URL    server URL, e.g. http://127.0.0.1:8123/ (default); repeat for\n"
+        "                          several servers: round-robin with failover\n"
+        "  --database NAME         database (default: the user's default database)\n"
+        "  --user NAME             user (default: $CLICKHOUSE_USER, else 'default')\n"
+        "  --password-file FILE    password in the file's first line (default: the file named by\n"
+        "                          $CLICKHOUSE_PASSWORD_FILE, else $CLICKHOUSE_PASSWORD, else none)\n"
+        "  --ca-file FILE          CA bundle for https URLs; --cert-file/--key-file for mutual TLS\n"
+        "  --insecure              do not verify the server certificate\n"
+        "  --compress              gzip request bodies\n"
+        "  --timeout MS            per-request timeout (default 30000)\n"
+        "Batches:\n"
+        "  --batch-rows N          rows per INSERT at most (default 65536)\n"
+        "  --batch-bytes N         bytes per INSERT at most (default 8388608)\n"
+        "  --flush-interval MS     send a batch at least this often (default 1000)\n"
+        "  --schema-refresh MS     re-read system.columns this often (default 60000; also after a schema error)\n"
+        "Spool (batches not yet delivered; replayed on start):\n"
+        "  --spool-dir DIR         (default /var/spool/micro-sentinel/clickhouse)\n"
+        "  --spool-max-bytes N     when full, reading the input pauses (default 1073741824)\n"
+        "  --drain-timeout MS      at the end of input, keep retrying the spool this long (default 30000)\n"
+        "Rows:\n"
+        "  --host NAME             host column (default: the capture's host name)\n"
+        "  --rollup-window MS      rollup window (default 1000)\n"
+        "  --data-objects MODE     auto: resolve data addresses via /proc when the capture's host is\n"
+        "                          this host (default); on; off\n"
+        "  --help                  this text\n"
+        "\n"
+        "Credentials are never taken from the command line or the URL.\n"
+        "Exit codes: 0 everything delivered; 1 bad flags or configuration; 2 malformed or unreadable\n"
+        "capture (the message names the byte offset; rows before it were written); 3 batches remain\n"
+        "in the spool (server unreachable, wrong URL or credentials: they are retried on the next\n"
+        "start); 4 rows were rejected by the server (kept in SPOOL/quarantine) or dropped because\n"
+        "their table does not exist (run the migrations).\n",
+        out);
+}
+
+volatile std::sig_atomic_t stop_requested = 0;
+
+void on_signal(int) { stop_requested = 1; }
+
+struct options {
+    ch::writer_options writer;
+    std::string input = "-";
+    std::string host;
+    std::string user, password_file;
+    std::uint64_t rollup_window_ms = 1000;
+    std::uint64_t drain_timeout_ms = 30000;
+    std::string data_objects = "auto";
+};
+
+[[noreturn]] void usage_error(const std::string& why)
+{
+    std::fprintf(stderr, "micro_sentinel_ch_writer: %s (see --help)\n", why.c_str());
+    std::exit(exit_usage);
+}
+
+std::uint64_t parse_number(std::string_view flag, std::string_view v)
+{
+    std::uint64_t n = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || end != v.data() + v.size())
+        usage_error(std::string(flag) + " needs a non-negative integer, got '" + std::string(v) + "'");
+    return n;
+}
+
+options parse_args(int argc, char** argv)
+{
+    options o;
+    o.writer.urls.clear();
+    o.writer.client.timeout = 30s;
+    bool input_seen = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string_view a = argv[i];
+        auto value = [&]() -> std::string_view {
+            if (i + 1 >= argc)
+                usage_error(std::string(a) + " needs a value");
+            return argv[++i];
+        };
+        if (a == "--help" || a == "-h") {
+            usage(stdout);
+            std::exit(exit_ok);
+        } else if (a == "--clickhouse-url") {
+            o.writer.urls.emplace_back(value());
+        } else if (a == "--database") {
+            o.writer.client.database = value();
+        } else if (a == "--user") {
+            o.user = value();
+        } else if (a == "--password-file") {
+            o.password_file = value();
+        } else if (a == "--ca-file") {
+            o.writer.client.tls.ca_file = value();
+        } else if (a == "--cert-file") {
+            o.writer.client.tls.cert_file = value();
+        } else if (a == "--key-file") {
+            o.writer.client.tls.key_file = value();
+        } else if (a == "--insecure") {
+            o.writer.client.tls.verify = false;
+        } else if (a == "--compress") {
+            o.writer.client.compress = true;
+        } else if (a == "--timeout") {
+            o.writer.client.timeout = std::chrono::milliseconds(parse_number(a, value()));
+        } else if (a == "--batch-rows") {
+            o.writer.batch_rows = parse_number(a, value());
+        } else if (a == "--batch-bytes") {
+            o.writer.batch_bytes = parse_number(a, value());
+        } else if (a == "--flush-interval") {
+            o.writer.flush_interval = std::chrono::milliseconds(parse_number(a, value()));
+        } else if (a == "--schema-refresh") {
+            o.writer.schema_refresh = std::chrono::milliseconds(parse_number(a, value()));
+        } else if (a == "--spool-dir") {
+            o.writer.spool_dir = std::string(value());
+        } else if (a == "--spool-max-bytes") {
+            o.writer.spool_max_bytes = parse_number(a, value());
+        } else if (a == "--drain-timeout") {
+            o.drain_timeout_ms = parse_number(a, value());
+        } else if (a == "--host") {
+            o.host = value();
+        } else if (a == "--rollup-window") {
+            o.rollup_window_ms = parse_number(a, value());
+            if (o.rollup_window_ms == 0)
+                usage_error("--rollup-window must be positive");
+        } else if (a == "--data-objects") {
+            o.data_objects = value();
+            if (o.data_objects != "auto" && o.data_objects != "on" && o.data_objects != "off")
+                usage_error("--data-objects takes auto, on or off");
+        } else if (a.starts_with("--")) {
+            usage_error("unknown option " + std::string(a));
+        } else if (!input_seen) {
+            o.input = a;
+            input_seen = true;
+        } else {
+            usage_error("more than one capture given");
+        }
+    }
+    if (o.writer.urls.empty())
+        o.writer.urls.push_back("http://127.0.0.1:8123/");
+    return o;
+}
+
+// The input as a FILE* that, while no bytes arrive, calls the writer's
+// poll() every flush interval: batches leave on time even when the input is
+// a quiet pipe. A stop signal reads as end of input.
+struct idle_input {
+    int fd;
+    ch::writer* writer = nullptr;
+    int poll_ms;
+
+    static ssize_t read(void* cookie, char* buf, size_t size)
+    {
+        auto* self = static_cast<idle_input*>(cookie);
+        for (;;) {
+            if (stop_requested)
+                return 0;
+            pollfd p{self->fd, POLLIN, 0};
+            int r = ::poll(&p, 1, self->poll_ms);
+            if (r < 0 && errno != EINTR)
+                return -1;
+            if (r > 0) {
+                ssize_t n = ::read(self->fd, buf, size);
+                if (n < 0 && errno == EINTR)
+                    continue;
+                return n;
+            }
+            if (self->writer)
+                self->writer->poll();
+        }
+    }
+};
+
+std::string this_host_name()
+{
+    char name[256] = {};
+    if (gethostname(name, sizeof name - 1) != 0)
+        return {};
+    return name;
+}
+
+struct pipeline {
+    ch::writer& out;
+    microsentinel::data_object_registry* objects;
+    std::uint64_t samples = 0;
+
+    struct rollup_sink {
+        ch::writer* out;
+        void operator()(std::span<const microsentinel::flow_rollup_row> rows) { out->add(rows); }
+    };
+    microsentinel::flow_rollup<rollup_sink> rollup;
+
+    pipeline(ch::writer& w, microsentinel::data_object_registry* r, microsentinel::rollup_config config)
+        : out(w), objects(r), rollup(config, rollup_sink{&w})
+    {
+    }
+
+    void on_sample(const microsentinel::sample& s)
+    {
+        std::uint64_t object = 0;
+        if (objects && s.data_addr != 0) {
+            object = objects->resolve(s.pid, s.data_addr);
+            for (const auto& row : objects->take_new_objects())
+                out.add(row);
+        }
+        out.add(s, object);
+        rollup.add(s, s.ip, object);
+        if ((++samples & 1023) == 0)
+            out.poll();
+    }
+    void on_layout(const microsentinel::negotiated_layout&) {}
+    void on_counters(const microsentinel::collector_counters&) {}
+};
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    options o = parse_args(argc, argv);
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    std::signal(SIGPIPE, SIG_IGN);
+
+    int fd = STDIN_FILENO;
+    std::string source = "<stdin>";
+    if (o.input != "-") {
+        fd = ::open(o.input.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            std::fprintf(stderr, "micro_sentinel_ch_writer: cannot open capture %s: %s\n", o.input.c_str(), std::strerror(errno));
+            return exit_bad_input;
+        }
+        source = o.input;
+    }
+    idle_input input{fd, nullptr, int(std::max<std::uint64_t>(o.writer.flush_interval.count(), 10))};
+    cookie_io_functions_t io{&idle_input::read, nullptr, nullptr, nullptr};
+    std::FILE* in = fopencookie(&input, "r", io);
+
+    int status = exit_ok;
+    std::optional<ch::writer> writer;
+    std::optional<microsentinel::data_object_registry> registry;
+    std::uint64_t decoded = 0, skipped = 0;
+    try {
+        o.writer.client.auth = ch::load_credentials(o.user, o.password_file);
+        microsentinel::capture_reader reader(in, source);
+        const auto& header = reader.header();
+        o.writer.host = o.host.empty() ? header.host : o.host;
+        o.writer.boot_to_wall_ns = header.boot_to_wall_ns;
+        o.writer.log = [](std::string_view line) {
+            std::fprintf(stderr, "micro_sentinel_ch_writer: %.*s\n", int(line.size()), line.data());
+        };
+        writer.emplace(o.writer);
+        input.writer = &*writer;
+        bool same_host = header.host == this_host_name();
+        if (o.data_objects == "on" || (o.data_objects == "auto" && same_host))
+            registry.emplace(o.writer.host);
+        microsentinel::rollup_config rc;
+        rc.window_ns = o.rollup_window_ms * 1'000'000;
+        rc.boot_to_wall_ns = header.boot_to_wall_ns;
+        pipeline p(*writer, registry ? &*registry : nullptr, rc);
+        writer->poll(); // replays what an earlier run left in the spool
+        try {
+            auto stats = microsentinel::replay(reader, p);
+            decoded = stats.decoded;
+            skipped = stats.skipped_total();
+        } catch (const microsentinel::capture_error& e) {
+            std::fprintf(stderr, "micro_sentinel_ch_writer: %s\n", e.what());
+            status = exit_bad_input;
+        }
+        p.rollup.flush();
+        decoded = std::max(decoded, p.samples);
+    } catch (const microsentinel::capture_error& e) {
+        std::fprintf(stderr, "micro_sentinel_ch_writer: %s\n", e.what());
+        return exit_bad_input;
+    } catch (const microsentinel::layout_error& e) {
+        std::fprintf(stderr, "micro_sentinel_ch_writer: %s: %s\n", source.c_str(), e.what());
+        return exit_bad_input;
+    } catch (const ch::config_error& e) {
+        std::fprintf(stderr, "micro_sentinel_ch_writer: %s\n", e.what());
+        return exit_usage;
+    } catch (const ch::writer_error& e) {
+        std::fprintf(stderr, "micro_sentinel_ch_writer: %s\n", e.what());
+        return exit_usage;
+    } catch (const ch::spool_error& e) {
+        std::fprintf(stderr, "micro_sentinel_ch_writer: %s\n", e.what());
+        return exit_usage;
+    }
+
+    bool delivered = writer->drain(std::chrono::milliseconds(o.drain_timeout_ms));
+    const auto& s = writer->stats();
+    std::fprintf(stderr,
+                 "micro_sentinel_ch_writer: %llu samples read (%llu skipped by the decoder); rows sent: %llu raw, %llu "
+                 "rollup, %llu data objects; %llu batches spooled, %llu replayed, %llu quarantined (%llu rows), %llu "
+                 "rows dropped; spool holds %zu batches\n",
+                 (unsigned long long)decoded, (unsigned long long)skipped, (unsigned long long)s.rows_sent[0],
+                 (unsigned long long)s.rows_sent[1], (unsigned long long)s.rows_sent[2],
+                 (unsigned long long)s.batches_spooled, (unsigned long long)s.batches_replayed,
+                 (unsigned long long)s.quarantined_batches, (unsigned long long)s.quarantined_rows,
+                 (unsigned long long)s.dropped_rows, writer->pending().size());
+    if (!delivered) {
+        std::fprintf(stderr,
+                     "micro_sentinel_ch_writer: %zu batches (%llu bytes) could not be delivered and stay in %s; they are "
+                     "sent on the next start. Last error: %s\n",
+                     writer->pending().size(), (unsigned long long)writer->pending().bytes(),
+                     writer->pending().dir().c_str(), writer->last_error().c_str());
+        if (status == exit_ok)
+            status = exit_undelivered;
+    }
+    if (status == exit_ok && (s.quarantined_rows > 0 || s.dropped_rows > 0 || s.corrupt_spool_files > 0))
+        status = exit_lost_rows;
+    std::fclose(in);
+    return status;
+}
