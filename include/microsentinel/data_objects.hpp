@@ -35,6 +35,7 @@
 // take_new_objects(). Not thread-safe: one registry per thread, or a lock
 // around it.
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -227,7 +228,7 @@ private:
         std::uint64_t base;
         std::uint64_t end;
         std::uint64_t id;
-        std::string perms;
+        std::array<char, 4> perms; // as in maps; zeros when unknown
     };
 
     struct process_state {
@@ -239,6 +240,13 @@ private:
         std::vector<region> explicit_regions; // sorted by base, disjoint
         std::unordered_set<std::uint64_t> reported;
     };
+
+    static std::array<char, 4> perms_of(std::string_view text) noexcept
+    {
+        std::array<char, 4> out{};
+        std::copy_n(text.begin(), std::min(text.size(), out.size()), out.begin());
+        return out;
+    }
 
     static std::uint64_t nonzero(std::uint64_t id) noexcept { return id == 0 ? 1 : id; }
 
@@ -313,8 +321,8 @@ private:
             if (!holds_data_objects(e))
                 continue;
             const std::uint64_t id = auto_object_id(pid, p.start_time, e);
-            p.auto_regions.push_back(region{e.start, e.end, id, e.perms});
-            report(id, e.path.empty() ? "[anon]" : e.path, e.start, e.end - e.start, e.perms, &p);
+            p.auto_regions.push_back(region{e.start, e.end, id, perms_of(e.perms)});
+            report(id, e.path.empty() ? "[anon]" : e.path, e.start, e.end - e.start, perms_of(e.perms), &p);
         }
         std::sort(p.auto_regions.begin(), p.auto_regions.end(),
                   [](const region& a, const region& b) { return a.base < b.base; });
@@ -351,13 +359,14 @@ private:
     }
 
     void report(std::uint64_t id, std::string_view mapping, std::uint64_t base, std::uint64_t size,
-                const std::string& perms, process_state* p)
+                std::array<char, 4> perms, process_state* p)
     {
         std::unordered_set<std::uint64_t>& seen = p != nullptr ? p->reported : global_reported_;
         if (!seen.insert(id).second)
             return;
         ++stats_.objects_reported;
-        new_objects_.push_back(data_object_row{id, host_, std::string(mapping), base, size, perms});
+        std::string perm_text(perms.begin(), std::find(perms.begin(), perms.end(), '\0'));
+        new_objects_.push_back(data_object_row{id, host_, std::string(mapping), base, size, std::move(perm_text)});
     }
 
     std::string host_;
