@@ -1,0 +1,360 @@
+// The writer against a real clickhouse-server 18.16 started by the test, with
+// the pre-migration schema (tests/clickhouse/schema_18_16.sql): schema
+// mapping, a migration while it runs, server crashes, 500s, wrong
+// credentials, quarantine and failover.
+#include <doctest/doctest.h>
+
+#include <microsentinel/clickhouse/writer.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "clickhouse_server.hpp"
+#include "writer_failing_proxy.hpp"
+
+namespace ch = microsentinel::clickhouse;
+using microsentinel::direction;
+using microsentinel::sample;
+using microsentinel::testing::clickhouse_server;
+using namespace std::chrono_literals;
+
+namespace {
+
+clickhouse_server& server()
+{
+    static clickhouse_server instance;
+    return instance;
+}
+
+std::string trim(std::string s)
+{
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
+        s.pop_back();
+    return s;
+}
+
+std::uint64_t number(const std::string& sql) { return std::stoull(trim(server().query(sql))); }
+
+// Drops the writer's tables and creates the 18.16 pre-migration schema.
+void fresh_schema()
+{
+    for (const char* t : {"ms_raw_samples", "ms_flow_rollup", "ms_stack_traces", "ms_data_objects"})
+        server().query(std::string("DROP TABLE IF EXISTS ") + t);
+    std::ifstream in(MS_SCHEMA_18_16);
+    REQUIRE(in);
+    std::stringstream all;
+    all << in.rdbuf();
+    std::string text = all.str(), statement;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.rfind("--", 0) == 0)
+            continue;
+        statement += line + "\n";
+        if (line.find(';') != std::string::npos) {
+            statement.erase(statement.find_last_of(';'));
+            server().query(statement);
+            statement.clear();
+        }
+    }
+}
+
+struct temp_dir {
+    temp_dir()
+    {
+        char t[] = "/tmp/ms-writer-spool-XXXXXX";
+        REQUIRE(mkdtemp(t) != nullptr);
+        path = t;
+    }
+    ~temp_dir() { std::filesystem::remove_all(path); }
+    std::filesystem::path path;
+};
+
+// Sample i: ip = i is the key the tests count; every other sample is tx.
+sample nth_sample(std::uint64_t i)
+{
+    sample s{};
+    s.tsc = 1'000'000'000 + i * 1000;
+    s.cpu = std::uint32_t(i % 2);
+    s.pid = 100;
+    s.tid = 101;
+    s.pmu_event = 1;
+    s.ip = i;
+    s.flow_id = 7 + i % 5;
+    s.gso_segs = 1;
+    s.l4_proto = 6;
+    s.dir = i % 2 ? direction::tx : direction::rx;
+    return s;
+}
+
+struct captured_log {
+    std::vector<std::string> lines;
+    std::size_t count(std::string_view needle) const
+    {
+        std::size_t n = 0;
+        for (const auto& l : lines)
+            n += l.find(needle) != std::string::npos;
+        return n;
+    }
+    std::string all() const
+    {
+        std::string s;
+        for (const auto& l : lines)
+            s += l + "\n";
+        return s;
+    }
+};
+
+ch::writer_options options_for(std::vector<std::string> urls, const std::filesystem::path& spool, captured_log& log)
+{
+    ch::writer_options o;
+    o.urls = std::move(urls);
+    o.spool_dir = spool;
+    o.spool_max_bytes = 64u << 20;
+    o.batch_rows = 1000;
+    o.batch_bytes = 1u << 20;
+    o.host = "test-host";
+    o.boot_to_wall_ns = 1'700'000'000'000'000'000;
+    o.backoff_initial = 50ms;
+    o.backoff_max = 500ms;
+    o.client.connect_timeout = 1s;
+    o.client.timeout = 10s;
+    o.log = [&log](std::string_view l) { log.lines.emplace_back(l); };
+    return o;
+}
+
+} // namespace
+
+TEST_CASE("on the pre-migration 18.16 schema rows are written without direction, with one warning per table naming the migration")
+{
+    fresh_schema();
+    temp_dir spool;
+    captured_log log;
+    ch::writer w(options_for({server().url()}, spool.path, log));
+    for (std::uint64_t i = 0; i < 5000; ++i)
+        w.add(nth_sample(i));
+    microsentinel::flow_rollup_row r{1'700'000'001'000'000'000, 7, direction::tx, 1, 0, 0x401000, 0, 3, 3.0};
+    for (int k = 0; k < 3; ++k)
+        w.add(std::span(&r, 1));
+    REQUIRE(w.drain(30s));
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 5000);
+    CHECK(number("SELECT uniqExact(ip) FROM ms_raw_samples") == 5000);
+    CHECK(number("SELECT count() FROM ms_raw_samples WHERE host = 'test-host' AND ts = toDateTime(1700000001)") == 5000);
+    CHECK(number("SELECT sum(samples) FROM ms_flow_rollup") == 9);
+    CHECK(log.count("ms_raw_samples lacks column(s) direction") == 1);
+    CHECK(log.count("ms_flow_rollup lacks column(s) direction") == 1);
+    CHECK(log.count("migrations/202501_direction_and_data_objects.sql") == 2);
+    CHECK(w.stats().batches_sent >= 5);
+    CHECK(w.pending().empty());
+}
+
+TEST_CASE("data objects for a table the server lacks are counted as dropped and reported; once it exists they arrive")
+{
+    fresh_schema();
+    temp_dir spool;
+    captured_log log;
+    auto o = options_for({server().url()}, spool.path, log);
+    o.schema_refresh = 1ms;
+    ch::writer w(o);
+    w.add(microsentinel::data_object_row{1, "test-host", "[heap]", 0x1000, 0x1000, "rw-p"});
+    REQUIRE(w.drain(10s));
+    CHECK(w.stats().dropped_rows == 1);
+    CHECK(log.count("ms_data_objects does not exist") == 1);
+    server().query("CREATE TABLE ms_data_objects (object_id UInt64, host String, mapping String, base UInt64, size UInt64, "
+                   "permissions String) ENGINE = ReplacingMergeTree ORDER BY (host, object_id)");
+    std::this_thread::sleep_for(5ms);
+    w.add(microsentinel::data_object_row{2, "test-host", "/usr/lib/libc.so.6", 0x7f00, 0x2000, "r-xp"});
+    REQUIRE(w.drain(10s));
+    CHECK(trim(server().query("SELECT mapping FROM ms_data_objects WHERE object_id = 2")) == "/usr/lib/libc.so.6");
+    CHECK(w.stats().dropped_rows == 1);
+}
+
+TEST_CASE("a direction column added by ALTER while the writer runs is filled after the next schema read")
+{
+    fresh_schema();
+    temp_dir spool;
+    captured_log log;
+    auto o = options_for({server().url()}, spool.path, log);
+    o.schema_refresh = 1ms;
+    ch::writer w(o);
+    for (std::uint64_t i = 0; i < 1000; ++i)
+        w.add(nth_sample(i));
+    REQUIRE(w.drain(10s));
+    server().query("ALTER TABLE ms_raw_samples ADD COLUMN direction UInt8 DEFAULT 0");
+    std::this_thread::sleep_for(5ms);
+    for (std::uint64_t i = 1000; i < 2000; ++i)
+        w.add(nth_sample(i));
+    REQUIRE(w.drain(10s));
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 2000);
+    // Rows written before the migration read the default, 0 (ingress).
+    CHECK(number("SELECT countIf(direction = 1) FROM ms_raw_samples WHERE ip < 1000") == 0);
+    CHECK(number("SELECT countIf(direction = 1) FROM ms_raw_samples WHERE ip >= 1000") == 500);
+}
+
+TEST_CASE("a column dropped while the writer runs: the insert fails with a schema error, the writer re-reads and re-encodes")
+{
+    fresh_schema();
+    temp_dir spool;
+    captured_log log;
+    auto o = options_for({server().url()}, spool.path, log);
+    o.schema_refresh = 0ms; // only the schema error can make it notice
+    ch::writer w(o);
+    for (std::uint64_t i = 0; i < 999; ++i)
+        w.add(nth_sample(i)); // one row short of a batch: the batch stays open
+    server().query("ALTER TABLE ms_raw_samples DROP COLUMN numa_node");
+    for (std::uint64_t i = 999; i < 3000; ++i)
+        w.add(nth_sample(i));
+    REQUIRE(w.drain(10s));
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 3000);
+    CHECK(number("SELECT uniqExact(ip) FROM ms_raw_samples") == 3000);
+    CHECK(w.stats().reencoded_batches >= 1);
+    CHECK(log.count("No such column numa_node") >= 1);
+}
+
+TEST_CASE("clickhouse-server killed with -9 mid-stream and restarted: every sample arrives, none doubled where the table deduplicates")
+{
+    fresh_schema();
+    // ReplacingMergeTree on the sample key: a batch retried after an
+    // ambiguous failure (sent, answer lost) collapses on merge (18.16 has no
+    // insert_deduplication_token; retries resend byte-identical batches).
+    server().query("DROP TABLE ms_raw_samples");
+    server().query("CREATE TABLE ms_raw_samples (ts DateTime, host String, cpu UInt32, pid UInt32, tid UInt32, pmu_event UInt32, "
+                   "ip UInt64, data_addr UInt64, flow_id UInt64, gso_segs UInt32, ingress_ifindex UInt16, numa_node UInt16, "
+                   "l4_proto UInt8, lbr_nr UInt8, data_object_id UInt64) ENGINE = ReplacingMergeTree ORDER BY (host, ip)");
+    temp_dir spool;
+    captured_log log;
+    ch::writer w(options_for({server().url()}, spool.path, log));
+    const std::uint64_t total = 20000;
+    for (std::uint64_t i = 0; i < total; ++i) {
+        if (i == 5500)
+            server().kill();
+        if (i == 15500)
+            server().start();
+        w.add(nth_sample(i));
+        if (i % 500 == 0)
+            w.poll();
+    }
+    REQUIRE(w.drain(60s));
+    CHECK(w.stats().batches_spooled > 0);
+    CHECK(w.stats().failed_attempts > 0);
+    CHECK(number("SELECT uniqExact(ip) FROM ms_raw_samples") == total);
+    server().query("OPTIMIZE TABLE ms_raw_samples FINAL");
+    CHECK(number("SELECT count() FROM ms_raw_samples FINAL") == total);
+    CHECK(number("SELECT min(ip) FROM ms_raw_samples") == 0);
+    CHECK(number("SELECT max(ip) FROM ms_raw_samples") == total - 1);
+    CHECK(log.count("cannot connect to ClickHouse") >= 1);
+}
+
+TEST_CASE("a server answering 500 for a while: batches are spooled and retried in order until it recovers")
+{
+    fresh_schema();
+    microsentinel::testing::failing_proxy proxy(server().http_port());
+    temp_dir spool;
+    captured_log log;
+    ch::writer w(options_for({proxy.url()}, spool.path, log));
+    for (std::uint64_t i = 0; i < 2000; ++i)
+        w.add(nth_sample(i));
+    w.flush();
+    proxy.set_failing(true);
+    for (std::uint64_t i = 2000; i < 6000; ++i)
+        w.add(nth_sample(i));
+    w.flush();
+    CHECK(w.pending().size() >= 4);
+    CHECK_FALSE(w.drain(300ms));
+    CHECK(proxy.failed_requests() >= 2);
+    proxy.set_failing(false);
+    REQUIRE(w.drain(30s));
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 6000);
+    CHECK(number("SELECT uniqExact(ip) FROM ms_raw_samples") == 6000);
+    CHECK(w.stats().batches_replayed >= 4);
+    CHECK(log.count("injected failure by the test proxy") >= 1);
+}
+
+TEST_CASE("wrong credentials: a clear error, the spool keeps the rows, and a writer restarted with the right ones delivers them")
+{
+    fresh_schema();
+    temp_dir spool;
+    {
+        captured_log log;
+        auto o = options_for({server().url()}, spool.path, log);
+        o.client.auth = {clickhouse_server::test_user, "wrong-password"};
+        ch::writer w(o);
+        for (std::uint64_t i = 0; i < 2500; ++i)
+            w.add(nth_sample(i));
+        CHECK_FALSE(w.drain(300ms));
+        CHECK(w.pending().size() == 3);
+        CHECK(log.count("rejected user 'ms_test'") >= 1);
+        CHECK(log.count("CLICKHOUSE_PASSWORD") >= 1);
+    }
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 0);
+    captured_log log;
+    auto o = options_for({server().url()}, spool.path, log);
+    o.client.auth = {clickhouse_server::test_user, clickhouse_server::test_password};
+    ch::writer w(o);
+    CHECK(log.count("replaying 3 spooled batches") == 1);
+    REQUIRE(w.drain(30s));
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 2500);
+    CHECK(w.stats().batches_replayed == 3);
+}
+
+TEST_CASE("a wrong URL: a clear error and the rows stay in the spool")
+{
+    temp_dir spool;
+    captured_log log;
+    ch::writer w(options_for({"http://127.0.0.1:1/"}, spool.path, log));
+    for (std::uint64_t i = 0; i < 1500; ++i)
+        w.add(nth_sample(i));
+    CHECK_FALSE(w.drain(200ms));
+    CHECK(w.pending().size() == 2);
+    CHECK(log.count("cannot connect to ClickHouse at http://127.0.0.1:1/") >= 1);
+}
+
+TEST_CASE("rows the server rejects as invalid go to quarantine with the server's error, and are not retried")
+{
+    fresh_schema();
+    temp_dir spool;
+    {
+        ch::spool s(spool.path, 1 << 20);
+        ch::batch b;
+        b.sequence = s.take_sequence();
+        b.table = "ms_raw_samples";
+        b.columns = "ip UInt64";
+        b.token = "broken";
+        b.rows = 2;
+        b.payload = std::string(11, '\x01'); // two UInt64 need 16 bytes
+        s.push(b);
+    }
+    captured_log log;
+    ch::writer w(options_for({server().url()}, spool.path, log));
+    REQUIRE(w.drain(10s));
+    CHECK(w.stats().quarantined_batches == 1);
+    CHECK(w.stats().quarantined_rows == 2);
+    auto error_file = spool.path / "quarantine" / "00000000000000000001.error";
+    REQUIRE(std::filesystem::exists(error_file));
+    std::ifstream in(error_file);
+    std::stringstream text;
+    text << in.rdbuf();
+    CHECK(text.str().find("Cannot read all data") != std::string::npos);
+    CHECK(std::filesystem::exists(spool.path / "quarantine" / "00000000000000000001.batch"));
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 0);
+}
+
+TEST_CASE("several URLs: batches go round-robin and fail over past a dead one")
+{
+    fresh_schema();
+    temp_dir spool;
+    captured_log log;
+    ch::writer w(options_for({"http://127.0.0.1:1/", server().url()}, spool.path, log));
+    for (std::uint64_t i = 0; i < 4000; ++i)
+        w.add(nth_sample(i));
+    REQUIRE(w.drain(10s));
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 4000);
+    CHECK(w.stats().failovers >= 1);
+    CHECK(w.stats().batches_spooled == 0);
+}
