@@ -67,6 +67,7 @@ struct registry_stats {
     std::uint64_t explicit_hits = 0;
     std::uint64_t auto_hits = 0;
     std::uint64_t misses = 0;             // lookups that found no object
+    std::uint64_t non_user_addresses = 0; // misses on 0, low or kernel addresses: never a /proc read
     std::uint64_t maps_reads = 0;         // successful reads of a pid's maps
     std::uint64_t proc_read_failures = 0; // /proc reads that failed (process gone, no permission)
     std::uint64_t rereads_rate_limited = 0;
@@ -89,10 +90,19 @@ public:
         boot_id_ = std::move(boot_id);
     }
 
+    // Below this no process maps anything (vm.mmap_min_addr is at least one
+    // page); samples without a data address (software events) carry 0.
+    static constexpr std::uint64_t lowest_user_address = 0x1000;
+    // At or above this an address is the kernel's or non-canonical (x86-64
+    // and arm64 user space ends below 2^56 even with 5-level page tables).
+    static constexpr std::uint64_t user_address_end = std::uint64_t{1} << 56;
+
     // The object holding addr in process pid, or 0.
     std::uint64_t resolve(std::uint32_t pid, std::uint64_t addr)
     {
         ++stats_.lookups;
+        if (addr < lowest_user_address || addr >= user_address_end)
+            return resolve_explicit_only(pid, addr);
         process_state* p = pid != 0 ? find_or_load(pid) : nullptr;
         if (p != nullptr) {
             if (const region* r = find_region(p->explicit_regions, addr)) {
@@ -240,6 +250,28 @@ private:
         std::vector<region> explicit_regions; // sorted by base, disjoint
         std::unordered_set<std::uint64_t> reported;
     };
+
+    // Explicit objects may be registered anywhere, but only automatic ones
+    // need /proc: this path never reads it.
+    std::uint64_t resolve_explicit_only(std::uint32_t pid, std::uint64_t addr)
+    {
+        if (pid != 0) {
+            auto it = processes_.find(pid);
+            if (it != processes_.end()) {
+                if (const region* r = find_region(it->second.explicit_regions, addr)) {
+                    ++stats_.explicit_hits;
+                    return r->id;
+                }
+            }
+        }
+        if (const region* r = find_region(global_regions_, addr)) {
+            ++stats_.explicit_hits;
+            return r->id;
+        }
+        ++stats_.non_user_addresses;
+        ++stats_.misses;
+        return 0;
+    }
 
     static std::array<char, 4> perms_of(std::string_view text) noexcept
     {

@@ -20,7 +20,10 @@
 //   same order; every emission is sorted by key.
 // - add() does not allocate, lock or make indirect calls; the sink is a
 //   template parameter called as sink(std::span<const flow_rollup_row>) with
-//   a span that is only valid during the call.
+//   a span that is only valid during the call. If the sink throws, the rows
+//   it was given stay in the table, are offered again with the next
+//   emission, and the exception propagates (add() and flush() are noexcept
+//   exactly when the sink call is).
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -115,7 +118,6 @@ public:
     void add(const sample& s, std::uint64_t function, std::uint64_t data_object_id,
              double weight = 1.0) noexcept(nothrow_sink)
     {
-        ++stats_.samples_in;
         const std::uint64_t t = to_time(s.tsc);
         // One subtraction decides "same window as the previous sample".
         if (t - current_window_ >= config_.window_ns)
@@ -126,20 +128,21 @@ public:
             if (t >= close_trigger_)
                 close_windows();
         }
-        if (window_start < closed_until_)
-            ++stats_.late_samples;
 
         const detail::rollup_key key{window_start, s.flow_id, function, data_object_id,
                                      s.pmu_event, s.numa_node, s.dir};
         detail::rollup_value* v = table_.find_or_insert(key);
         if (v == nullptr) {
-            ++stats_.early_flushes;
             emit_all();
+            ++stats_.early_flushes;
             v = table_.find_or_insert(key);
         }
         ++v->samples;
         const std::uint32_t segs = s.gso_segs > 1 ? s.gso_segs : 1;
         v->cost += weight / static_cast<double>(segs) * config_.sampling_scale;
+        ++stats_.samples_in;
+        if (window_start < closed_until_)
+            ++stats_.late_samples;
     }
 
     // Moves the watermark without a sample (now_tsc in the samples' clock), so
@@ -210,13 +213,16 @@ private:
         close_trigger_ = saturating_add(saturating_add(closed_until_, config_.window_ns), config_.allowed_lateness_ns);
         if (table_.size() == 0)
             return;
+        const auto closed = [this](const table_type::entry& e) { return e.key.window_start < closed_until_; };
         std::size_t n = 0;
-        table_.extract_if([&](const table_type::entry& e) { return e.key.window_start < closed_until_; },
-                          [&](const table_type::entry& e) { rows_[n++] = to_row(e); });
-        if (n > 0) {
-            ++stats_.window_closes;
-            emit(n);
-        }
+        for (const auto& e : table_.entries())
+            if (closed(e))
+                rows_[n++] = to_row(e);
+        if (n == 0)
+            return;
+        emit(n);
+        ++stats_.window_closes;
+        table_.extract_if(closed, [](const table_type::entry&) {});
     }
 
     void emit_all() noexcept(nothrow_sink)
@@ -224,18 +230,19 @@ private:
         std::size_t n = 0;
         for (const auto& e : table_.entries())
             rows_[n++] = to_row(e);
+        if (n == 0)
+            return;
+        emit(n);
         table_.clear();
-        if (n > 0)
-            emit(n);
     }
 
     void emit(std::size_t n) noexcept(nothrow_sink)
     {
         std::sort(rows_.begin(), rows_.begin() + static_cast<std::ptrdiff_t>(n), detail::row_key_less);
+        sink_(std::span<const flow_rollup_row>(rows_.data(), n));
         stats_.rows_emitted += n;
         for (std::size_t i = 0; i < n; ++i)
             stats_.samples_emitted += rows_[i].samples;
-        sink_(std::span<const flow_rollup_row>(rows_.data(), n));
     }
 
     rollup_config config_;

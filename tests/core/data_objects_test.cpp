@@ -35,6 +35,7 @@ const std::uintptr_t hint_a = 0x7e1000000000; // anonymous, writable
 const std::uintptr_t hint_b = 0x7e2000000000; // file-backed, writable (private)
 const std::uintptr_t hint_r = 0x7e3000000000; // anonymous, read-only
 const std::uintptr_t hint_c = 0x7e4000000000; // mapped later, on command
+const std::uintptr_t unmapped = 0x7e5000000000; // a user address nothing maps: a miss
 
 struct child_layout {
     std::uint64_t a, b, r, stack, heap;
@@ -277,7 +278,7 @@ TEST_CASE("the registry resolves a live process's data mappings and follows unma
         std::sort(ids.begin(), ids.end());
         CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end());
         CHECK(reg.resolve(pid, at.r) == 0);
-        CHECK(reg.resolve(pid, 8) == 0);
+        CHECK(reg.resolve(pid, unmapped) == 0);
     }
 
     SUBCASE("each object is reported once, shaped like ms_data_objects")
@@ -402,7 +403,7 @@ TEST_CASE("the registry resolves a live process's data mappings and follows unma
         REQUIRE(read_text("/proc/" + std::to_string(pid) + "/comm") == "sleep");
 
         // Hits are answered without /proc; the first miss re-reads the maps.
-        CHECK(reg.resolve(pid, 8) == 0);
+        CHECK(reg.resolve(pid, unmapped) == 0);
         CHECK(reg.stats().processes_replaced == 1);
         CHECK(reg.resolve(pid, at.a + 1) == 0);
         CHECK(reg.resolve(pid, at.a + pg + 1) == 0); // the explicit object belonged to the old image
@@ -416,13 +417,28 @@ TEST_CASE("the registry resolves a live process's data mappings and follows unma
     {
         child.kill_and_reap();
         const std::uint64_t failures = reg.stats().proc_read_failures;
-        CHECK_NOTHROW(CHECK(reg.resolve(pid, 8) == 0));
+        CHECK_NOTHROW(CHECK(reg.resolve(pid, unmapped) == 0));
         CHECK(reg.stats().proc_read_failures == failures + 1);
         CHECK(reg.stats().processes_exited == 1);
         CHECK(reg.resolve(pid, at.a + 1) == 0); // its regions were dropped
         CHECK(reg.sweep_exited() == 1);
         CHECK(reg.tracked_processes() == 0);
     }
+}
+
+TEST_CASE("addresses no process can map never cause a /proc read")
+{
+    data_object_registry reg("h", eager());
+    const std::uint32_t self = static_cast<std::uint32_t>(getpid());
+    CHECK(reg.resolve(self, 0) == 0);
+    CHECK(reg.resolve(self, 0xffff888000001000ULL) == 0);
+    CHECK(reg.stats().maps_reads == 0);
+    CHECK(reg.stats().non_user_addresses == 2);
+    CHECK(reg.stats().misses == 2);
+
+    const std::uint64_t percpu = reg.register_object(0, "kernel percpu area", 0xffff888000000000ULL, 1 << 20);
+    CHECK(reg.resolve(self, 0xffff888000001000ULL) == percpu);
+    CHECK(reg.stats().maps_reads == 0);
 }
 
 TEST_CASE("a process that cannot be read is a counted miss, not an exception")

@@ -14,6 +14,7 @@
 #include <new>
 #include <random>
 #include <span>
+#include <stdexcept>
 #include <tuple>
 #include <vector>
 
@@ -365,6 +366,46 @@ TEST_CASE("add() allocates nothing and the table never grows past max_entries")
     CHECK(rollup.stats().early_flushes > 0);
     CHECK(rollup.memory_bytes() == memory);
     CHECK(samples == in.samples.size());
+}
+
+// Fails its first `failures` calls, like a writer whose queue is full.
+struct flaky_sink {
+    int* failures;
+    std::vector<flow_rollup_row>* rows;
+    void operator()(std::span<const flow_rollup_row> batch) const
+    {
+        if (*failures > 0) {
+            --*failures;
+            throw std::runtime_error("sink unavailable");
+        }
+        rows->insert(rows->end(), batch.begin(), batch.end());
+    }
+};
+
+TEST_CASE("rows a throwing sink was given stay in the rollup and are emitted again")
+{
+    int failures = 2;
+    std::vector<flow_rollup_row> rows;
+    rollup_config cfg;
+    cfg.window_ns = 100;
+    cfg.max_entries = 2;
+    flow_rollup rollup(cfg, flaky_sink{&failures, &rows});
+    rollup.add(make_sample(10, 1, direction::rx), 1, 0);
+    rollup.add(make_sample(20, 2, direction::rx), 1, 0);
+    CHECK_THROWS_AS(rollup.add(make_sample(30, 3, direction::rx), 1, 0), std::runtime_error); // early flush fails
+    CHECK(rollup.entries() == 2);
+    CHECK(rollup.stats().samples_in == 2);
+    CHECK_THROWS_AS(rollup.add(make_sample(150, 1, direction::rx), 1, 0), std::runtime_error); // window close fails
+    CHECK(rollup.entries() == 2);
+    rollup.add(make_sample(160, 1, direction::rx), 1, 0); // the next emission (an early flush) carries them
+    rollup.flush();
+    CHECK(rows == std::vector<flow_rollup_row>{
+                      row(0, 1, direction::rx, 0, 0, 1, 0, 1, 1.0),
+                      row(0, 2, direction::rx, 0, 0, 1, 0, 1, 1.0),
+                      row(100, 1, direction::rx, 0, 0, 1, 0, 1, 1.0),
+                  });
+    CHECK(rollup.stats().samples_in == 3);
+    CHECK(rollup.stats().samples_emitted == 3);
 }
 
 TEST_CASE("an invalid configuration is rejected with the field it names")
