@@ -450,6 +450,31 @@ TEST_CASE("a process that cannot be read is a counted miss, not an exception")
         CHECK(reg.stats().proc_read_failures >= 1);
         CHECK(reg.stats().misses == 1);
     }
+    SUBCASE("permission denied: another user's process")
+    {
+        // As root, a child drops to nobody first; either way pid 1's maps
+        // belong to another user.
+        const pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+                _exit(10);
+            if (geteuid() == 0)
+                _exit(11);
+            try {
+                data_object_registry reg("h", eager());
+                const bool ok = reg.resolve(1, 0x7f0000001000ULL) == 0 && reg.stats().proc_read_failures >= 1
+                                && reg.stats().maps_reads == 0 && reg.stats().misses == 1;
+                _exit(ok ? 0 : 12);
+            } catch (...) {
+                _exit(13);
+            }
+        }
+        int status = 0;
+        REQUIRE(waitpid(pid, &status, 0) == pid);
+        REQUIRE(WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) == 0);
+    }
     SUBCASE("unreadable maps")
     {
         temp_dir root;
