@@ -91,7 +91,10 @@ void BM_registry_resolve_auto(benchmark::State& state)
     microsentinel::registry_config cfg;
     microsentinel::data_object_registry reg("bench", cfg);
     const std::uint32_t pid = static_cast<std::uint32_t>(getpid());
-    reg.resolve(pid, 0);
+    if (!reg.refresh(pid)) {
+        state.SkipWithError("cannot read /proc/self/maps");
+        return;
+    }
     std::vector<std::uint64_t> addrs;
     std::mt19937_64 rng(1);
     const auto rows = reg.take_new_objects();

@@ -32,7 +32,8 @@
 // forgets processes that have exited.
 //
 // Each object is reported once, as a row of ms_data_objects, through
-// take_new_objects(). Not thread-safe: one registry per thread, or a lock
+// take_new_objects(); the row describes the object as first seen (a heap
+// that grows later keeps its id and is not reported again). Not thread-safe: one registry per thread, or a lock
 // around it.
 #include <algorithm>
 #include <array>
