@@ -6,6 +6,7 @@
 
 #include <microsentinel/clickhouse/writer.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -357,4 +358,45 @@ TEST_CASE("several URLs: batches go round-robin and fail over past a dead one")
     CHECK(number("SELECT count() FROM ms_raw_samples") == 4000);
     CHECK(w.stats().failovers >= 1);
     CHECK(w.stats().batches_spooled == 0);
+}
+
+TEST_CASE("a full spool blocks the caller (backpressure) instead of dropping; it resumes when the server recovers")
+{
+    fresh_schema();
+    microsentinel::testing::failing_proxy proxy(server().http_port());
+    proxy.set_failing(true);
+    temp_dir spool;
+    captured_log log;
+    std::atomic<bool> blocked{false}, finished{false};
+    auto o = options_for({proxy.url()}, spool.path, log);
+    o.batch_bytes = 64u << 10;
+    o.batch_rows = 100000;
+    o.spool_max_bytes = 2 * o.batch_bytes + (1u << 20);
+    o.log = [&](std::string_view l) {
+        if (l.find("is full") != std::string_view::npos)
+            blocked = true;
+    };
+    ch::writer w(o);
+    const std::uint64_t total = 40000; // about 3 MB of rows: more than the spool holds
+    std::atomic<bool> unblocked_early{false};
+    std::thread producer([&] {
+        for (std::uint64_t i = 0; i < total; ++i)
+            w.add(nth_sample(i));
+        finished = true;
+        if (!blocked)
+            unblocked_early = true;
+    });
+    auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (!blocked && !finished && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(10ms);
+    CHECK(blocked.load());
+    CHECK_FALSE(finished.load()); // the producer is inside add(), waiting for spool space
+    proxy.set_failing(false);
+    producer.join();
+    CHECK_FALSE(unblocked_early.load());
+    REQUIRE(w.drain(30s));
+    CHECK(w.stats().backpressure_waits >= 1);
+    CHECK(w.stats().dropped_rows == 0);
+    CHECK(number("SELECT count() FROM ms_raw_samples") == total);
+    CHECK(number("SELECT uniqExact(ip) FROM ms_raw_samples") == total);
 }
