@@ -221,3 +221,32 @@ TEST_CASE("the server keeps its data across kill -9 and a restart on the same po
     CHECK(s.http_port() == port);
     CHECK(c.execute("SELECT count() FROM http_durable") == "3\n");
 }
+
+TEST_CASE("HTTPS: the server's CA verifies it; without that CA the error names TLS")
+{
+    clickhouse_server s(clickhouse_server::options{.tls = true});
+    ch::client_options o;
+
+    SUBCASE("with the CA")
+    {
+        o.tls.ca_file = s.ca_file();
+        ch::client c(s.https_url(), o);
+        CHECK(c.execute("SELECT 42") == "42\n");
+    }
+    SUBCASE("with only the system's CAs")
+    {
+        ch::client c(s.https_url(), o);
+        try {
+            c.post("SELECT 1");
+            FAIL("expected a transport_error");
+        } catch (const ch::transport_error& e) {
+            CHECK(e.what_kind() == ch::transport_error::kind::tls);
+            CHECK(std::string(e.what()).find("CA file") != std::string::npos);
+        }
+    }
+    SUBCASE("verification off accepts it, for test setups only")
+    {
+        o.tls.verify = false;
+        CHECK(ch::client(s.https_url(), o).execute("SELECT 1") == "1\n");
+    }
+}

@@ -40,16 +40,26 @@ public:
     static constexpr const char* test_user = "ms_test";
     static constexpr const char* test_password = "ms_test_password";
 
+    struct options {
+        bool tls = false; // also serve HTTPS with a certificate of a CA made for the test (needs openssl)
+    };
+
     // Finds the server binary (skips the test if there is none), prepares a
     // temporary directory and starts the server.
-    clickhouse_server()
+    clickhouse_server() : clickhouse_server(options{}) {}
+
+    explicit clickhouse_server(options o) : options_(o)
     {
         find_binary();
+        if (options_.tls)
+            openssl_ = require_program("openssl", "openssl");
         char dir_template[] = "/tmp/ms-clickhouse-XXXXXX";
         if (!mkdtemp(dir_template))
             throw std::runtime_error("mkdtemp failed for the ClickHouse test directory");
         dir_ = dir_template;
         try {
+            if (options_.tls)
+                make_certificates();
             start_on_free_ports();
         } catch (...) {
             remove_directory();
@@ -68,6 +78,9 @@ public:
 
     std::string url() const { return "http://127.0.0.1:" + std::to_string(http_port_) + "/"; }
     std::uint16_t http_port() const noexcept { return http_port_; }
+    // With options::tls: "https://127.0.0.1:<port>/", and the CA that signed its certificate.
+    std::string https_url() const { return "https://127.0.0.1:" + std::to_string(https_port_) + "/"; }
+    std::string ca_file() const { return dir_ + "/tls/ca.crt"; }
     std::uint16_t tcp_port() const noexcept { return tcp_port_; }
     const std::string& directory() const noexcept { return dir_; }
     std::string data_directory() const { return dir_ + "/data"; }
@@ -181,7 +194,8 @@ private:
             http_port_ = free_port();
             do {
                 tcp_port_ = free_port();
-            } while (tcp_port_ == http_port_);
+                https_port_ = options_.tls ? free_port() : 0;
+            } while (tcp_port_ == http_port_ || https_port_ == http_port_ || https_port_ == tcp_port_);
             write_config();
             spawn();
             try {
@@ -219,8 +233,15 @@ private:
                << "  <uncompressed_cache_size>67108864</uncompressed_cache_size>\n"
                << "  <max_concurrent_queries>64</max_concurrent_queries>\n"
                << "  <keep_alive_timeout>30</keep_alive_timeout>\n"
-               << "  <mlock_executable>false</mlock_executable>\n"
-               << "</yandex>\n";
+               << "  <mlock_executable>false</mlock_executable>\n";
+        if (options_.tls)
+            config << "  <https_port>" << https_port_ << "</https_port>\n"
+                   << "  <openSSL><server><certificateFile>" << dir_ << "/tls/server.crt</certificateFile>"
+                   << "<privateKeyFile>" << dir_ << "/tls/server.key</privateKeyFile>"
+                   << "<verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile>"
+                   << "<cacheSessions>true</cacheSessions><disableProtocols>sslv2,sslv3</disableProtocols>"
+                   << "<preferServerCiphers>true</preferServerCiphers></server></openSSL>\n";
+        config << "</yandex>\n";
         std::ofstream users(dir_ + "/users.xml");
         const char* networks = "<networks><ip>127.0.0.1</ip><ip>::1</ip></networks>";
         users << "<?xml version=\"1.0\"?>\n<yandex>\n"
@@ -236,6 +257,42 @@ private:
               << "</yandex>\n";
         if (!config || !users)
             throw std::runtime_error("cannot write the ClickHouse test config in " + dir_);
+    }
+
+    // A CA and a server certificate for 127.0.0.1 signed by it, with openssl.
+    void make_certificates() const
+    {
+        std::string tls = dir_ + "/tls";
+        std::filesystem::create_directories(tls);
+        std::ofstream(tls + "/ext.cnf") << "subjectAltName=IP:127.0.0.1\n";
+        const std::vector<std::vector<std::string>> steps = {
+            {"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", tls + "/ca.key", "-out", tls + "/ca.crt",
+             "-days", "2", "-subj", "/CN=microsentinel-test-ca"},
+            {"req", "-newkey", "rsa:2048", "-nodes", "-keyout", tls + "/server.key", "-out", tls + "/server.csr",
+             "-subj", "/CN=127.0.0.1"},
+            {"x509", "-req", "-in", tls + "/server.csr", "-CA", tls + "/ca.crt", "-CAkey", tls + "/ca.key",
+             "-CAcreateserial", "-out", tls + "/server.crt", "-days", "2", "-extfile", tls + "/ext.cnf"},
+        };
+        for (const auto& step : steps) {
+            std::vector<std::string> argv{openssl_};
+            argv.insert(argv.end(), step.begin(), step.end());
+            pid_t pid = fork();
+            if (pid == 0) {
+                int null_fd = open("/dev/null", O_WRONLY);
+                dup2(null_fd, STDOUT_FILENO);
+                dup2(null_fd, STDERR_FILENO);
+                std::vector<char*> c_args;
+                for (auto& a : argv)
+                    c_args.push_back(a.data());
+                c_args.push_back(nullptr);
+                execv(c_args[0], c_args.data());
+                _exit(127);
+            }
+            int status = 0;
+            waitpid(pid, &status, 0);
+            if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                throw std::runtime_error("openssl " + step[0] + " failed while making the test certificates");
+        }
     }
 
     void spawn()
@@ -306,10 +363,13 @@ private:
         return s;
     }
 
+    options options_;
+    std::string openssl_;
     std::vector<std::string> argv_;
     std::string dir_;
     std::uint16_t http_port_ = 0;
     std::uint16_t tcp_port_ = 0;
+    std::uint16_t https_port_ = 0;
     pid_t pid_ = 0;
     std::unique_ptr<clickhouse::client> admin_;
 };
