@@ -344,3 +344,28 @@ TEST_CASE("the writer killed with -9 while batches wait in its spool: the next r
     CHECK(number("SELECT count() FROM ms_raw_samples") == 2000);
     CHECK(number("SELECT uniqExact(ip) FROM ms_raw_samples") == 2000);
 }
+
+TEST_CASE("https with --ca-file: rows arrive over TLS; without the CA the certificate is refused and the rows stay spooled")
+{
+    clickhouse_server tls_server(clickhouse_server::options{.tls = true});
+    tls_server.query("CREATE TABLE ms_raw_samples (ts DateTime, host String, ip UInt64) ENGINE = MergeTree ORDER BY ip");
+    temp_dir dir;
+    auto cap = capture_bytes::header("tls-host");
+    for (std::uint64_t i = 0; i < 100; ++i)
+        cap.sample(i);
+    auto path = write_file(dir, "in.cap", cap.s);
+    auto spool = (dir.path / "spool").string();
+
+    auto refused = run({"--clickhouse-url", tls_server.https_url(), "--spool-dir", spool, "--drain-timeout", "200", path}, "", dir);
+    INFO(refused.err);
+    CHECK(refused.exit_code == 3);
+    CHECK(refused.err.find("TLS with ClickHouse") != std::string::npos);
+
+    auto empty = write_file(dir, "empty.cap", capture_bytes::header("tls-host").s);
+    auto ok = run({"--clickhouse-url", tls_server.https_url(), "--ca-file", tls_server.ca_file(), "--spool-dir", spool, empty},
+                  "", dir);
+    INFO(ok.err);
+    CHECK(ok.exit_code == 4); // ms_flow_rollup does not exist on this server: its rows are dropped and counted
+    CHECK(ok.err.find("ms_flow_rollup does not exist") != std::string::npos);
+    CHECK(std::stoull(trim(tls_server.query("SELECT count() FROM ms_raw_samples WHERE host = 'tls-host'"))) == 100);
+}
