@@ -212,10 +212,13 @@ int run(const options& o)
         for (std::size_t i = 0; i < m.statements.size(); ++i) {
             ch::response r = c.post(m.statements[i]);
             if (!r.ok()) {
+                std::string why = ch::classify(r) == ch::failure::auth
+                                      ? c.error_for(r).what()
+                                      : r.message() + " (HTTP " + std::to_string(r.status) + ")";
                 std::fprintf(stderr,
                              "micro_sentinel_migrate: %s, statement %zu of %zu failed: %s\n"
                              "  the statements are idempotent: fix the cause and run again\n",
-                             m.name.c_str(), i + 1, m.statements.size(), c.error_for(std::move(r)).what());
+                             m.name.c_str(), i + 1, m.statements.size(), why.c_str());
                 return 1;
             }
         }

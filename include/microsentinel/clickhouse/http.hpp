@@ -307,7 +307,9 @@ public:
                       "); check the credentials in CLICKHOUSE_USER and CLICKHOUSE_PASSWORD or the password file, and the user's grants";
             break;
         case failure::schema:
-            message = where + " lacks a table or column (" + what + "); apply the migrations with micro_sentinel_migrate";
+            message = r.exception_code == 81
+                          ? where + " has no such database (" + what + "); create it or name an existing one"
+                          : where + " lacks a table or column (" + what + "); apply the migrations with micro_sentinel_migrate";
             break;
         case failure::retryable:
             message = where + " failed (HTTP " + std::to_string(r.status) + ": " + what + "); it may be overloaded or restarting";
