@@ -72,11 +72,15 @@ bool write_all(int fd, const void* data, std::size_t n)
     const std::size_t pg = page();
     const int fd = open(file_path, O_RDWR);
     volatile int stack_marker = 1;
-    void* heap = std::malloc(64);
+    // Grow the break directly: malloc may not use the brk heap (sanitizers).
+    void* heap = sbrk(static_cast<intptr_t>(pg));
+    if (heap == reinterpret_cast<void*>(-1))
+        _exit(2);
+    static_cast<char*>(heap)[0] = 1;
     void* a = map_at(hint_a, 4 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
     void* b = map_at(hint_b, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd);
     void* r = map_at(hint_r, pg, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1);
-    if (fd < 0 || heap == nullptr || a == MAP_FAILED || b == MAP_FAILED || r == MAP_FAILED)
+    if (fd < 0 || a == MAP_FAILED || b == MAP_FAILED || r == MAP_FAILED)
         _exit(2);
     static_cast<char*>(a)[0] = 1; // touch, so the mappings are real
     static_cast<char*>(b)[0] = 1;
