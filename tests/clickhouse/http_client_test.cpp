@@ -204,6 +204,20 @@ TEST_CASE("a server that is not there gives a transport error naming the URL")
     CHECK(c.execute("SELECT 1") == "1\n");
 }
 
+TEST_CASE("a request that outlives its timeout is a timeout error")
+{
+    ch::client_options o;
+    o.timeout = std::chrono::milliseconds(300);
+    ch::client c(server().url(), o);
+    try {
+        c.post("SELECT sleep(3)");
+        FAIL("expected a transport_error");
+    } catch (const ch::transport_error& e) {
+        CHECK(e.what_kind() == ch::transport_error::kind::timeout);
+        CHECK(std::string(e.what()).find("did not answer in time") != std::string::npos);
+    }
+}
+
 TEST_CASE("the server keeps its data across kill -9 and a restart on the same ports")
 {
     clickhouse_server& s = server();
