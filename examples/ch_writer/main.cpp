@@ -288,6 +288,7 @@ int main(int argc, char** argv)
         o.writer.log = [](std::string_view line) {
             std::fprintf(stderr, "micro_sentinel_ch_writer: %.*s\n", int(line.size()), line.data());
         };
+        o.writer.interrupted = [] { return stop_requested != 0; };
         writer.emplace(o.writer);
         input.writer = &*writer;
         bool same_host = header.host == this_host_name();

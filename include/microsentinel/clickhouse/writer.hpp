@@ -61,6 +61,9 @@ struct writer_options {
     std::int64_t boot_to_wall_ns = 0;
     // Warnings and errors, one line each (not called per row). Default: stderr.
     std::function<void(std::string_view)> log;
+    // Polled while the caller is blocked on a full spool; true gives up the
+    // batch waiting for space (its rows are counted as dropped). Default: never.
+    std::function<bool()> interrupted;
 };
 
 struct writer_stats {
@@ -183,10 +186,10 @@ public:
         auto deadline = clock::now() + limit;
         while (!spool_.empty()) {
             auto now = clock::now();
-            if (now >= deadline)
+            if (now >= deadline || (options_.interrupted && options_.interrupted()))
                 return false;
             if (now < next_attempt_)
-                std::this_thread::sleep_for(std::min(next_attempt_ - now, deadline - now));
+                std::this_thread::sleep_for(std::min<clock::duration>({next_attempt_ - now, deadline - now, std::chrono::milliseconds(200)}));
             else
                 drain_spool();
         }
@@ -396,14 +399,15 @@ private:
                 break;
             }
         }
-        spool_push(b);
-        ++stats_.batches_spooled;
+        if (spool_push(b))
+            ++stats_.batches_spooled;
         if (clock::now() >= next_attempt_)
             drain_spool();
     }
 
     // Blocks while the spool is full: the caller (the input) waits.
-    void spool_push(const batch& b)
+    // False only when interrupted while waiting (writer_options::interrupted).
+    bool spool_push(const batch& b)
     {
         if (!spool_.fits(b)) {
             ++stats_.backpressure_waits;
@@ -411,13 +415,21 @@ private:
                  std::to_string(spool_.max_bytes()) + " bytes): input blocked until ClickHouse accepts batches. Last error: " +
                  last_error_);
             while (!spool_.fits(b)) {
+                if (options_.interrupted && options_.interrupted()) {
+                    stats_.dropped_rows += b.rows;
+                    warn("interrupted while the spool was full: " + std::to_string(b.rows) + " rows of " + b.table +
+                         " dropped (counted in dropped_rows)");
+                    return false;
+                }
                 auto now = clock::now();
                 if (now < next_attempt_)
-                    std::this_thread::sleep_for(next_attempt_ - now);
-                drain_spool();
+                    std::this_thread::sleep_for(std::min<clock::duration>(next_attempt_ - now, std::chrono::milliseconds(200)));
+                else
+                    drain_spool();
             }
         }
         spool_.push(b);
+        return true;
     }
 
     void drain_spool()
