@@ -10,9 +10,10 @@
 // a binary search in that pid's sorted regions: O(log n), no /proc access.
 //
 // What "the same object" means, i.e. what object_id hashes:
-// - the host name and the kernel's boot id, and the process instance: pid
-//   and start time (field 22 of /proc/<pid>/stat), so a reused pid or a
-//   reboot never inherits ids;
+// - the host name and the kernel's boot id, and the process instance: pid,
+//   start time (field 22 of /proc/<pid>/stat) and the executable's device
+//   and inode, so a reused pid, an exec of another program or a reboot never
+//   inherits ids (the inode survives the binary being replaced on disk);
 // - for a mapping: its kind and path, device, inode and file offset, and its
 //   anchor address: the start for everything but the stack, whose start moves
 //   down as it grows, so the stack is anchored at its fixed top. The size is
@@ -25,16 +26,18 @@
 //
 // Changes are picked up where they show: a lookup that misses re-reads the
 // pid's maps (at most once per min_reread_interval per pid, so a flood of
-// misses cannot flood /proc). A changed start time means the pid now names
-// another process; a moved stack top means the process called exec; both
-// drop everything known about the old one. A process that is gone or
-// unreadable is a counted miss and its regions are dropped; sweep_exited()
-// forgets processes that have exited.
+// misses cannot flood /proc); a hit is answered from memory. A changed start
+// time means the pid now names another process; a changed executable or a
+// moved stack top means the process called exec; both drop everything known
+// about the old image. A process that is gone or unreadable is a counted
+// miss and its regions are dropped. Call sweep_exited() now and then (or
+// forget_process() on an exit event) to free what exited processes held.
 //
 // Each object is reported once, as a row of ms_data_objects, through
 // take_new_objects(); the row describes the object as first seen (a heap
-// that grows later keeps its id and is not reported again). Not thread-safe: one registry per thread, or a lock
-// around it.
+// that grows later keeps its id and is not reported again).
+//
+// Not thread-safe: one registry per thread, or a lock around it.
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -47,6 +50,8 @@
 #include <unordered_set>
 #include <utility>
 #include <vector>
+
+#include <sys/stat.h>
 
 #include "detail/hash.hpp"
 #include "detail/procfs.hpp"
@@ -74,7 +79,7 @@ struct registry_stats {
     std::uint64_t rereads_rate_limited = 0;
     std::uint64_t malformed_maps_lines = 0;
     std::uint64_t processes_exited = 0;   // pids whose regions were dropped because /proc was gone
-    std::uint64_t processes_replaced = 0; // pid reuse (new start time) or exec (new stack)
+    std::uint64_t processes_replaced = 0; // pid reuse (new start time) or exec (new executable or stack)
     std::uint64_t objects_reported = 0;
 };
 
@@ -158,12 +163,12 @@ public:
             process_state* p = find_or_load(pid);
             if (p == nullptr) { // automatic registration is off: only the process instance is read
                 p = &processes_[pid];
-                if (const auto start = read_start_time(pid, read_buf_))
-                    p->start_time = *start;
+                if (const auto instance = read_instance(pid, read_buf_))
+                    p->instance = *instance;
                 else
                     ++stats_.proc_read_failures;
             }
-            h.add(boot_id_).add(pid).add(p->start_time);
+            add_instance(h.add(boot_id_).add(pid), p->instance);
             scope = &p->explicit_regions;
             context = find_region(p->auto_regions, base);
         }
@@ -204,9 +209,9 @@ public:
         std::size_t dropped = 0;
         std::string stat;
         for (auto it = processes_.begin(); it != processes_.end();) {
-            const std::optional<std::uint64_t> start = read_start_time(it->first, stat);
-            if (!start || *start != it->second.start_time) {
-                if (!start && !it->second.auto_regions.empty())
+            const std::optional<process_instance> instance = read_instance(it->first, stat);
+            if (!instance || *instance != it->second.instance) {
+                if (!instance && !it->second.auto_regions.empty())
                     ++stats_.processes_exited;
                 it = processes_.erase(it);
                 ++dropped;
@@ -242,8 +247,16 @@ private:
         std::array<char, 4> perms; // as in maps; zeros when unknown
     };
 
+    // What tells one process image from another under the same pid.
+    struct process_instance {
+        std::uint64_t start_time = 0; // clock ticks after boot
+        std::uint64_t exe_dev = 0;    // 0 when the executable cannot be seen (kernel threads)
+        std::uint64_t exe_inode = 0;
+        bool operator==(const process_instance&) const = default;
+    };
+
     struct process_state {
-        std::uint64_t start_time = 0;
+        process_instance instance;
         bool readable = false;
         std::uint64_t stack_top = 0;
         clock::time_point last_read{};
@@ -308,11 +321,27 @@ private:
         return last_;
     }
 
-    std::optional<std::uint64_t> read_start_time(std::uint32_t pid, std::string& buf)
+    std::optional<process_instance> read_instance(std::uint32_t pid, std::string& buf)
     {
-        if (detail::read_whole_file(config_.proc_root + "/" + std::to_string(pid) + "/stat", buf) != 0)
+        const std::string dir = config_.proc_root + "/" + std::to_string(pid);
+        if (detail::read_whole_file(dir + "/stat", buf) != 0)
             return std::nullopt;
-        return detail::parse_proc_stat_start_time(buf);
+        const std::optional<std::uint64_t> start = detail::parse_proc_stat_start_time(buf);
+        if (!start)
+            return std::nullopt;
+        process_instance instance;
+        instance.start_time = *start;
+        struct stat exe;
+        if (::stat((dir + "/exe").c_str(), &exe) == 0) { // follows the link, even to a deleted file
+            instance.exe_dev = static_cast<std::uint64_t>(exe.st_dev);
+            instance.exe_inode = static_cast<std::uint64_t>(exe.st_ino);
+        }
+        return instance;
+    }
+
+    static detail::stable_hasher& add_instance(detail::stable_hasher& h, const process_instance& i) noexcept
+    {
+        return h.add(i.start_time).add(i.exe_dev).add(i.exe_inode);
     }
 
     // Re-reads pid's start time and maps. Returns the pid's state, which has
@@ -324,8 +353,8 @@ private:
         last_ = &p;
         p.last_read = clock::now();
 
-        const std::optional<std::uint64_t> start = read_start_time(pid, read_buf_);
-        if (!start || detail::read_whole_file(config_.proc_root + "/" + std::to_string(pid) + "/maps", read_buf_) != 0) {
+        const std::optional<process_instance> instance = read_instance(pid, read_buf_);
+        if (!instance || detail::read_whole_file(config_.proc_root + "/" + std::to_string(pid) + "/maps", read_buf_) != 0) {
             ++stats_.proc_read_failures;
             if (p.readable)
                 ++stats_.processes_exited;
@@ -334,9 +363,9 @@ private:
             return &p;
         }
         ++stats_.maps_reads;
-        if (p.readable && *start != p.start_time)
+        if (p.readable && *instance != p.instance)
             replace(p);
-        p.start_time = *start;
+        p.instance = *instance;
         p.readable = true;
 
         proc_maps maps = parse_proc_maps(read_buf_);
@@ -353,7 +382,7 @@ private:
         for (const auto& e : maps.entries) {
             if (!holds_data_objects(e))
                 continue;
-            const std::uint64_t id = auto_object_id(pid, p.start_time, e);
+            const std::uint64_t id = auto_object_id(pid, p.instance, e);
             p.auto_regions.push_back(region{e.start, e.end, id, perms_of(e.perms)});
             report(id, e.path.empty() ? "[anon]" : e.path, e.start, e.end - e.start, perms_of(e.perms), &p);
         }
@@ -372,16 +401,13 @@ private:
         p.stack_top = 0;
     }
 
-    std::uint64_t auto_object_id(std::uint32_t pid, std::uint64_t start_time, const proc_map_entry& e) const
+    std::uint64_t auto_object_id(std::uint32_t pid, const process_instance& instance, const proc_map_entry& e) const
     {
         const mapping_kind kind = kind_of(e);
         const std::uint64_t anchor = kind == mapping_kind::stack ? e.end : e.start;
-        return nonzero(detail::stable_hasher{}
-                           .add("microsentinel.data_object.auto.v1")
-                           .add(host_)
-                           .add(boot_id_)
-                           .add(pid)
-                           .add(start_time)
+        detail::stable_hasher h;
+        h.add("microsentinel.data_object.auto.v1").add(host_).add(boot_id_).add(pid);
+        return nonzero(add_instance(h, instance)
                            .add(static_cast<std::uint64_t>(kind))
                            .add(e.path)
                            .add(std::uint64_t{e.dev_major} << 32 | e.dev_minor)
