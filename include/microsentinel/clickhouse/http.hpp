@@ -270,15 +270,15 @@ public:
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &r.body);
         curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &read_header);
         curl_easy_setopt(h, CURLOPT_HEADERDATA, &r.exception_code);
-        char error_buffer[CURL_ERROR_SIZE] = {};
-        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
+        error_buffer_[0] = '\0';
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer_);
 
         CURLcode rc = curl_easy_perform(h);
         long opened = 0;
         if (curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &opened) == CURLE_OK)
             connections_opened_ += static_cast<std::uint64_t>(opened);
         if (rc != CURLE_OK)
-            throw transport_failure(rc, error_buffer);
+            throw transport_failure(rc, error_buffer_);
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
         if (r.exception_code == 0 && r.status != 200)
             r.exception_code = detail::parse_code_prefix(r.body);
@@ -456,6 +456,7 @@ private:
     client_options options_;
     std::unique_ptr<CURL, curl_deleter> handle_;
     std::string compressed_;
+    char error_buffer_[CURL_ERROR_SIZE] = {};
     std::uint64_t connections_opened_ = 0;
 };
 
