@@ -38,6 +38,13 @@
 // that grows later keeps its id and is not reported again).
 //
 // Not thread-safe: one registry per thread, or a lock around it.
+//
+// Use:
+//   data_object_registry registry(hostname);
+//   registry.register_object(0, "shared ring", base, size); // optional
+//   const uint64_t object = registry.resolve(sample.pid, sample.data_addr);
+//   writer.add(registry.take_new_objects());                // now and then
+//   registry.sweep_exited();                                // now and then
 #include <algorithm>
 #include <array>
 #include <chrono>

@@ -24,6 +24,12 @@
 //   it was given stay in the table, are offered again with the next
 //   emission, and the exception propagates (add() and flush() are noexcept
 //   exactly when the sink call is).
+//
+// Use:
+//   flow_rollup rollup(rollup_config{}, [&](std::span<const flow_rollup_row> rows) { writer.add(rows); });
+//   rollup.add(sample, sample.ip, registry.resolve(sample.pid, sample.data_addr));
+//   rollup.advance_time(now_monotonic_ns); // from a timer, so idle windows close
+//   rollup.flush();                        // at shutdown
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
