@@ -27,7 +27,7 @@ try {
   // included); the public insert() accepts only text formats.
   native = require(path.join(path.dirname(require.resolve('chdb')), 'dist', 'loader.js')).loadNative();
 } catch (e) {
-  console.error(`SKIPPED: the npm package chdb is not installed (${e.code || e.message}); run: npm install --prefix tests/clickhouse/chdb`);
+  console.error(`SKIPPED: the npm package chdb is not installed (${e.code || e.message}); run: npm ci --prefix tests/clickhouse/chdb`);
   process.exit(77);
 }
 

@@ -25,7 +25,7 @@ let chdb;
 try {
   chdb = require('chdb');
 } catch (e) {
-  skipOrFail(`the npm package chdb is not installed (${e.code || e.message}); run: npm install --prefix tests/clickhouse/chdb`);
+  skipOrFail(`the npm package chdb is not installed (${e.code || e.message}); run: npm ci --prefix tests/clickhouse/chdb`);
 }
 
 const migrationsDir = process.argv[2];

@@ -35,7 +35,7 @@ public:
     {
         node_ = find_program("node");
         if (node_.empty())
-            skip_or_fail("node not found; install the Debian package nodejs and run: npm install --prefix tests/clickhouse/chdb");
+            skip_or_fail("node not found; install the Debian package nodejs and run: npm ci --prefix tests/clickhouse/chdb");
         char dir_template[] = "/tmp/ms-chdb-XXXXXX";
         if (!mkdtemp(dir_template))
             throw std::runtime_error("mkdtemp failed for the chDB test directory");
@@ -176,7 +176,7 @@ private:
                 waitpid(pid_, &status, 0);
                 pid_ = 0;
                 if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
-                    skip_or_fail("chdb is not installed; run: npm install --prefix tests/clickhouse/chdb");
+                    skip_or_fail("chdb is not installed; run: npm ci --prefix tests/clickhouse/chdb");
                 throw std::runtime_error("the chDB HTTP server exited while starting:\n" + log_tail());
             }
         }
