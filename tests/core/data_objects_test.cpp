@@ -134,7 +134,14 @@ public:
         close(rep[1]);
         cmd_ = cmd[1];
         rep_ = rep[0];
-        REQUIRE(read_exact(&layout_, sizeof layout_));
+        if (!read_exact(&layout_, sizeof layout_)) {
+            int status = 0;
+            kill(pid_, SIGKILL); // a throwing constructor runs no destructor
+            waitpid(pid_, &status, 0);
+            close(cmd_);
+            close(rep_);
+            FAIL("the child did not report its mappings (exit status " << status << ")");
+        }
     }
     ~controlled_child()
     {
