@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -212,7 +213,11 @@ struct temp_dir {
         REQUIRE(mkdtemp(tmpl) != nullptr);
         path = tmpl;
     }
-    ~temp_dir() { std::system(("rm -rf '" + path + "'").c_str()); }
+    ~temp_dir()
+    {
+        std::error_code ignored;
+        std::filesystem::remove_all(path, ignored);
+    }
 };
 
 std::string make_data_file(const temp_dir& dir)
