@@ -13,3 +13,7 @@ if(TARGET micro_sentinel_ch_writer)
     MS_CH_WRITER="$<TARGET_FILE:micro_sentinel_ch_writer>")
   add_dependencies(clickhouse_writer_binary micro_sentinel_ch_writer)
 endif()
+
+# On a current engine (chDB behind the HTTP interface; skips without node/chdb).
+microsentinel_add_clickhouse_test(clickhouse_writer_chdb SOURCES writer_chdb_test.cpp LABELS chdb TIMEOUT 600)
+target_compile_definitions(clickhouse_writer_chdb PRIVATE MS_MIGRATIONS_DIR="${PROJECT_SOURCE_DIR}/migrations")

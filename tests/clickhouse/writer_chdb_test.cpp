@@ -1,0 +1,175 @@
+// The writer against a current ClickHouse engine (chDB 26.x behind the HTTP
+// interface, support/chdb_server.hpp) with both migrations applied verbatim:
+// DateTime64(9) keeps nanoseconds, direction and data objects are written,
+// and insert_deduplication_token makes a resent batch count once.
+#include <doctest/doctest.h>
+
+#include <microsentinel/clickhouse/writer.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <unistd.h>
+
+#include "chdb_server.hpp"
+
+namespace ch = microsentinel::clickhouse;
+using microsentinel::direction;
+using microsentinel::sample;
+using microsentinel::testing::chdb_server;
+using namespace std::chrono_literals;
+
+namespace {
+
+chdb_server& server()
+{
+    static chdb_server instance;
+    return instance;
+}
+
+std::string trim(std::string s)
+{
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
+        s.pop_back();
+    return s;
+}
+
+std::uint64_t number(const std::string& sql) { return std::stoull(trim(server().query(sql))); }
+
+// Runs a migration file verbatim, statement by statement.
+void apply_migration(const std::string& name)
+{
+    std::ifstream in(std::string(MS_MIGRATIONS_DIR) + "/" + name);
+    REQUIRE(in);
+    std::string statement;
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("--", 0) == 0)
+            continue;
+        statement += line + "\n";
+        if (line.find(';') != std::string::npos) {
+            statement.erase(statement.find_last_of(';'));
+            server().query(statement);
+            statement.clear();
+        }
+    }
+}
+
+struct temp_dir {
+    temp_dir()
+    {
+        char t[] = "/tmp/ms-writer-chdb-XXXXXX";
+        REQUIRE(mkdtemp(t) != nullptr);
+        path = t;
+    }
+    ~temp_dir() { std::filesystem::remove_all(path); }
+    std::filesystem::path path;
+};
+
+// The key (ip) of sample i has no 0x0a byte: the chDB HTTP shim's raw insert
+// fails on RowBinary bodies containing "\n\n" (reported; 18.16 takes the same
+// bytes), so these rows avoid it. Timestamps were checked not to contain it.
+std::uint64_t key(std::uint64_t i) { return 0x1010101010100000ull + (0x10 + i % 200) + ((0x10 + i / 200) << 8); }
+
+sample nth_sample(std::uint64_t i)
+{
+    sample s{};
+    s.tsc = 1'000'000'000 + i * 1001;
+    s.cpu = 1;
+    s.pid = 100;
+    s.tid = 101;
+    s.pmu_event = 1;
+    s.ip = key(i);
+    s.flow_id = 7;
+    s.gso_segs = 1;
+    s.l4_proto = 6;
+    s.dir = i % 2 ? direction::tx : direction::rx;
+    return s;
+}
+
+ch::writer_options options_for(const std::filesystem::path& spool, std::vector<std::string>& log)
+{
+    ch::writer_options o;
+    o.urls = {server().url()};
+    o.spool_dir = spool;
+    o.spool_max_bytes = 64u << 20;
+    o.batch_rows = 1000;
+    o.batch_bytes = 1u << 20;
+    o.host = "chdb-host";
+    o.boot_to_wall_ns = 1'700'000'000'000'000'000;
+    o.backoff_initial = 50ms;
+    o.backoff_max = 500ms;
+    o.log = [&log](std::string_view l) { log.emplace_back(l); };
+    return o;
+}
+
+void fresh_tables()
+{
+    for (const char* t : {"ms_raw_samples", "ms_flow_rollup", "ms_stack_traces", "ms_data_objects"})
+        server().query(std::string("DROP TABLE IF EXISTS ") + t);
+}
+
+} // namespace
+
+TEST_CASE("on a current engine the writer follows the migrations: baseline first, then direction and data objects")
+{
+    fresh_tables();
+    apply_migration("0001_baseline.sql");
+    temp_dir spool;
+    std::vector<std::string> log;
+    auto o = options_for(spool.path, log);
+    o.schema_refresh = 1ms;
+    ch::writer w(o);
+    for (std::uint64_t i = 0; i < 1000; ++i)
+        w.add(nth_sample(i));
+    REQUIRE(w.drain(30s));
+    apply_migration("202501_direction_and_data_objects.sql");
+    std::this_thread::sleep_for(5ms);
+    for (std::uint64_t i = 1000; i < 2000; ++i)
+        w.add(nth_sample(i));
+    w.add(microsentinel::data_object_row{11, "chdb-host", "[heap]", 0x55550000, 0x21000, "rw-p"});
+    microsentinel::flow_rollup_row r{1'700'000'001'000'000'000, 7, direction::tx, 1, 0, 0x401000, 11, 500, 500.0};
+    w.add(std::span(&r, 1));
+    REQUIRE(w.drain(30s));
+
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 2000);
+    // DateTime64(9): the nanoseconds survive (sample 1 is at 1.000001001 s after the offset).
+    CHECK(number("SELECT toUnixTimestamp64Nano(ts) FROM ms_raw_samples WHERE ip = " + std::to_string(key(1))) == 1'700'000'001'000'001'001ull);
+    CHECK(number("SELECT countIf(direction = 1) FROM ms_raw_samples WHERE ip < " + std::to_string(key(1000))) == 0);
+    CHECK(number("SELECT countIf(direction = 1) FROM ms_raw_samples WHERE ip >= " + std::to_string(key(1000))) == 500);
+    CHECK(trim(server().query("SELECT mapping FROM ms_data_objects FINAL WHERE object_id = 11")) == "[heap]");
+    CHECK(number("SELECT sum(samples) FROM ms_flow_rollup WHERE direction = 1") == 500);
+    std::size_t warnings = 0;
+    for (const auto& l : log)
+        warnings += l.find("ms_raw_samples lacks column(s) direction") != std::string::npos;
+    CHECK(warnings == 1);
+}
+
+TEST_CASE("the same rows in the same batch carry the same insert_deduplication_token: a resend is stored once")
+{
+    fresh_tables();
+    apply_migration("0001_baseline.sql");
+    apply_migration("202501_direction_and_data_objects.sql");
+    for (int round = 0; round < 2; ++round) {
+        temp_dir spool; // a fresh writer each time, as after a crash that lost the acknowledgement
+        std::vector<std::string> log;
+        ch::writer w(options_for(spool.path, log));
+        for (std::uint64_t i = 0; i < 3000; ++i)
+            w.add(nth_sample(i));
+        REQUIRE(w.drain(30s));
+        std::string all;
+        for (const auto& l : log)
+            all += l + "\n";
+        INFO(all);
+        CHECK(w.stats().rows_sent[0] == 3000);
+    }
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 3000);
+    temp_dir spool;
+    std::vector<std::string> log;
+    ch::writer w(options_for(spool.path, log));
+    for (std::uint64_t i = 3000; i < 4000; ++i)
+        w.add(nth_sample(i));
+    REQUIRE(w.drain(30s));
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 4000); // other rows, other token: stored
+}
