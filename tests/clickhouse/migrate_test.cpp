@@ -179,6 +179,17 @@ TEST_CASE("against ClickHouse 18.16 the runner refuses with the version it needs
         CHECK(contains(plan.out, "ALTER TABLE ms_raw_samples_local ON CLUSTER 'prod' ADD COLUMN IF NOT EXISTS direction"));
         CHECK(contains(plan.out, "Distributed('prod', currentDatabase(), ms_data_objects_local, cityHash64(host))"));
     }
+    SUBCASE("a password file authenticates: the refusal is then about the version")
+    {
+        temp_dir d;
+        d.write("password", std::string(microsentinel::testing::clickhouse_server::test_password) + "\n");
+        auto r2 = migrate({"--clickhouse-url", server.url(), "--user", microsentinel::testing::clickhouse_server::test_user,
+                           "--password-file", (d.path / "password").string()},
+                          {{"CLICKHOUSE_PASSWORD", "wrong"}, {"CLICKHOUSE_PASSWORD_FILE", ""}});
+        CHECK(r2.exit_code == 1);
+        CHECK(contains(r2.err, "too old"));
+        CHECK_FALSE(contains(r2.err, "rejected user"));
+    }
     SUBCASE("wrong credentials name the user and where credentials come from")
     {
         auto bad = migrate({"--clickhouse-url", server.url(), "--user", microsentinel::testing::clickhouse_server::test_user},
@@ -247,6 +258,17 @@ TEST_CASE("on a current engine the runner applies each file once and shows the g
         auto r = migrate({"--clickhouse-url", server.url(), "--migrations", edited.path.string()});
         CHECK(r.exit_code == 0);
         CHECK(contains(r.err, "0001_baseline.sql changed since it was applied"));
+    }
+    SUBCASE("--database puts the tables there, and a missing database is named")
+    {
+        auto missing = migrate({"--clickhouse-url", server.url(), "--migrations", migrations_dir, "--database", "telemetry"});
+        CHECK(missing.exit_code == 1);
+        CHECK(contains(missing.err, "no such database"));
+        server.query("CREATE DATABASE telemetry");
+        auto r = migrate({"--clickhouse-url", server.url(), "--migrations", migrations_dir, "--database", "telemetry"});
+        CHECK(r.exit_code == 0);
+        CHECK(contains(r.out, "0 applied, 2 pending"));
+        CHECK(server.query("SELECT count() FROM system.tables WHERE database = 'telemetry' AND name LIKE 'ms_%'") == "5\n");
     }
     SUBCASE("a failing statement names the file and the statement and stops")
     {

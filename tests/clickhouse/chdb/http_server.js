@@ -51,6 +51,8 @@ const serialized = (fn) => {
   return run;
 };
 
+let currentDatabase = 'default';
+
 const sqlLiteral = (v) => `'${String(v).replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 
 // Inserts SETTINGS before a trailing FORMAT clause, or at the end.
@@ -75,8 +77,12 @@ async function execute(req, body) {
   const url = new URL(req.url, 'http://localhost');
   const settings = {};
   for (const [k, v] of url.searchParams) if (!transportParams.has(k)) settings[k] = v;
-  const database = url.searchParams.get('database');
-  if (database) await session.queryAsync(`USE \`${database.replace(/`/g, '\\`')}\``, { format: 'TabSeparated' });
+  // The session keeps USE between requests; HTTP requests must not.
+  const database = url.searchParams.get('database') || 'default';
+  if (database !== currentDatabase) {
+    await session.queryAsync(`USE \`${database.replace(/`/g, '\\`')}\``, { format: 'TabSeparated' });
+    currentDatabase = database;
+  }
 
   const urlQuery = url.searchParams.get('query') || '';
   if (urlQuery && body.length > 0) {
