@@ -340,9 +340,10 @@ private:
         return send_result::ok;
     }
 
-    // True when the whole response went out; a timeout or abort is counted here.
-    bool respond(int fd, std::string_view status, std::string_view content_type, std::string_view extra_headers,
-                 std::string_view body, clock::time_point deadline)
+    // Counts `outcome` once the whole response went out (before the client can
+    // see the end of it), or a timeout or abort.
+    void respond(int fd, std::string_view status, std::string_view content_type, std::string_view extra_headers,
+                 std::string_view body, clock::time_point deadline, std::atomic<std::uint64_t>& outcome)
     {
         std::string head;
         head.reserve(256);
@@ -363,15 +364,15 @@ private:
         else if (r == send_result::aborted)
             ++aborted_;
         if (r != send_result::ok)
-            return false;
-        // Half-close, then drain what the client still sends, so that closing
-        // does not reset the connection before the client has read the response.
+            return;
+        ++outcome;
+        // Half-close, and read what the client already sent beyond the request,
+        // so that closing does not reset the connection under the response.
+        // Waiting for the client to close would hold a slot for its whole RTT.
         ::shutdown(fd, SHUT_WR);
-        const auto linger = std::min(deadline, clock::now() + std::chrono::seconds(1));
         char sink[512];
-        while (wait_for(fd, POLLIN, linger) && ::recv(fd, sink, sizeof sink, 0) > 0) {
+        while (::recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {
         }
-        return true;
     }
 
     void serve(int fd)
@@ -382,9 +383,8 @@ private:
         std::size_t end;
         while ((end = head.find("\r\n\r\n")) == std::string::npos) {
             if (head.size() > options_.max_request_bytes) {
-                if (respond(fd, "431 Request Header Fields Too Large", "text/plain; charset=utf-8", "",
-                            "request headers too large\n", deadline))
-                    ++bad_requests_;
+                respond(fd, "431 Request Header Fields Too Large", "text/plain; charset=utf-8", "",
+                            "request headers too large\n", deadline, bad_requests_);
                 return;
             }
             if (!wait_for(fd, POLLIN, deadline)) {
@@ -401,21 +401,18 @@ private:
         }
         detail::request req;
         if (!detail::parse_request(std::string_view(head).substr(0, end), req)) {
-            if (respond(fd, "400 Bad Request", "text/plain; charset=utf-8", "", "malformed HTTP request\n",
-                        deadline))
-                ++bad_requests_;
+            respond(fd, "400 Bad Request", "text/plain; charset=utf-8", "", "malformed HTTP request\n",
+                        deadline, bad_requests_);
             return;
         }
         if (req.path != "/metrics") {
-            if (respond(fd, "404 Not Found", "text/plain; charset=utf-8", "", "not found; metrics are at /metrics\n",
-                        deadline))
-                ++not_found_;
+            respond(fd, "404 Not Found", "text/plain; charset=utf-8", "", "not found; metrics are at /metrics\n",
+                        deadline, not_found_);
             return;
         }
         if (req.method != "GET") {
-            if (respond(fd, "405 Method Not Allowed", "text/plain; charset=utf-8", "Allow: GET\r\n",
-                        "method not allowed; use GET /metrics\n", deadline))
-                ++method_not_allowed_;
+            respond(fd, "405 Method Not Allowed", "text/plain; charset=utf-8", "Allow: GET\r\n",
+                        "method not allowed; use GET /metrics\n", deadline, method_not_allowed_);
             return;
         }
         const exposition_format format = negotiate_format(req.accept);
@@ -423,8 +420,7 @@ private:
         std::shared_ptr<const metrics_snapshot> snapshot = provider_();
         std::string body;
         render(snapshot ? *snapshot : empty, format, body);
-        if (respond(fd, "200 OK", content_type(format), "", body, deadline))
-            ++scrapes_;
+        respond(fd, "200 OK", content_type(format), "", body, deadline, scrapes_);
     }
 
     http_options options_;
