@@ -248,7 +248,7 @@ int ms_on_sample(struct bpf_perf_event_data *ctx)
 	struct ms_sample *s;
 	__u64 now, pid_tgid, event;
 
-	if (!cfg || !cnt)
+	if (!cfg || !cnt || cfg->paused)
 		return 0;
 	now = bpf_ktime_get_ns();
 	if (!ms_take_token(cfg, now)) {

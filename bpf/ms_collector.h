@@ -23,6 +23,13 @@ struct ms_config {
 	__u64 burst;          /* token bucket depth, samples */
 	__u64 flow_ttl_ns;    /* a flow context older than this is no flow */
 	__u64 skid_ns;        /* contexts newer than now - skid_ns are skipped */
+	/*
+	 * Set on a collector being replaced or unloaded: its links are released
+	 * only after an RCU grace period, which takes seconds on a busy machine,
+	 * and its records must stop at once.
+	 */
+	__u32 paused;
+	__u32 pad;
 };
 
 /* ms_counters: per CPU, summed by user space. */

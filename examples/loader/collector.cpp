@@ -13,6 +13,7 @@
 #include "ms_collector.h"
 #include "perf_events.hpp"
 #include "pin_dir.hpp"
+#include "pinned.hpp"
 #include "preflight.hpp"
 
 namespace microsentinel::loader {
@@ -189,16 +190,28 @@ load_result load_collector(const options& o)
     }
 
     result.replaced = is_pinned(o.pin_dir);
+    unique_fd old_config(result.replaced ? bpf_obj_get(pinned_path(o.pin_dir, MS_MAP_CONFIG).c_str()) : -1);
     install_staged(staging.path(), o.pin_dir);
     staging.commit();
+    if (old_config)
+        pause_collector(old_config.get());
     // The pins own the links now; libbpf's detach would disable the perf events.
     for (auto& link : links)
         bpf_link__disconnect(link.get());
     return result;
 }
 
+void pause_collector(int config_fd)
+{
+    ms_config cfg = read_config(config_fd);
+    cfg.paused = 1;
+    write_config(config_fd, cfg);
+}
+
 int unload_collector(const std::string& pin_dir)
 {
+    if (unique_fd config{bpf_obj_get(pinned_path(pin_dir, MS_MAP_CONFIG).c_str())})
+        pause_collector(config.get());
     remove_pins(pin_dir + "_staging");
     return remove_pins(pin_dir);
 }

@@ -19,6 +19,10 @@ struct load_result {
 // pinned and a collector already pinned there keeps running. Throws loader_error.
 load_result load_collector(const options& o);
 
+// Stops a collector's sampling program from emitting, through its config map:
+// its links outlive their pins by an RCU grace period.
+void pause_collector(int config_fd);
+
 // Removes every pin under pin_dir (detaching the collector); returns how many.
 int unload_collector(const std::string& pin_dir);
 
