@@ -8,6 +8,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -181,13 +183,14 @@ options parse_args(int argc, char** argv)
     return o;
 }
 
-// The input as a FILE* that, while no bytes arrive, calls the writer's
-// poll() every flush interval: batches leave on time even when the input is
-// a quiet pipe. A stop signal reads as end of input.
+// The input as a FILE* that, while no bytes arrive, calls on_idle every
+// flush interval: batches leave on time even when the input is a quiet pipe.
+// A stop signal reads as end of input.
 struct idle_input {
     int fd;
-    ch::writer* writer = nullptr;
     int poll_ms;
+    void (*on_idle)(void*) = nullptr;
+    void* idle_context = nullptr;
 
     static ssize_t read(void* cookie, char* buf, size_t size)
     {
@@ -205,8 +208,8 @@ struct idle_input {
                     continue;
                 return n;
             }
-            if (self->writer)
-                self->writer->poll();
+            if (self->on_idle)
+                self->on_idle(self->idle_context);
         }
     }
 };
@@ -248,6 +251,21 @@ struct pipeline {
         if ((++samples & 1023) == 0)
             out.poll();
     }
+    // A live capture of this host: sample times are this host's
+    // CLOCK_MONOTONIC, so an idle input still closes rollup windows.
+    bool live = false;
+
+    static void idle(void* self_ptr)
+    {
+        auto* self = static_cast<pipeline*>(self_ptr);
+        if (self->live) {
+            timespec now{};
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            self->rollup.advance_time(std::uint64_t(now.tv_sec) * 1'000'000'000u + std::uint64_t(now.tv_nsec));
+        }
+        self->out.poll();
+    }
+
     void on_layout(const microsentinel::negotiated_layout&) {}
     void on_counters(const microsentinel::collector_counters&) {}
 };
@@ -271,7 +289,7 @@ int main(int argc, char** argv)
         }
         source = o.input;
     }
-    idle_input input{fd, nullptr, int(std::max<std::uint64_t>(o.writer.flush_interval.count(), 10))};
+    idle_input input{fd, int(std::max<std::uint64_t>(o.writer.flush_interval.count(), 10))};
     cookie_io_functions_t io{&idle_input::read, nullptr, nullptr, nullptr};
     std::FILE* in = fopencookie(&input, "r", io);
 
@@ -290,7 +308,6 @@ int main(int argc, char** argv)
         };
         o.writer.interrupted = [] { return stop_requested != 0; };
         writer.emplace(o.writer);
-        input.writer = &*writer;
         bool same_host = header.host == this_host_name();
         if (o.data_objects == "on" || (o.data_objects == "auto" && same_host))
             registry.emplace(o.writer.host);
@@ -298,6 +315,10 @@ int main(int argc, char** argv)
         rc.window_ns = o.rollup_window_ms * 1'000'000;
         rc.boot_to_wall_ns = header.boot_to_wall_ns;
         pipeline p(*writer, registry ? &*registry : nullptr, rc);
+        struct stat st{};
+        p.live = same_host && fstat(fd, &st) == 0 && !S_ISREG(st.st_mode);
+        input.on_idle = &pipeline::idle;
+        input.idle_context = &p;
         writer->poll(); // replays what an earlier run left in the spool
         try {
             auto stats = microsentinel::replay(reader, p);
@@ -306,8 +327,13 @@ int main(int argc, char** argv)
         } catch (const microsentinel::capture_error& e) {
             std::fprintf(stderr, "micro_sentinel_ch_writer: %s\n", e.what());
             status = exit_bad_input;
+        } catch (const microsentinel::layout_error& e) {
+            std::fprintf(stderr, "micro_sentinel_ch_writer: %s at byte offset %llu: %s\n", source.c_str(),
+                         static_cast<unsigned long long>(reader.offset()), e.what());
+            status = exit_bad_input;
         }
         p.rollup.flush();
+        input.on_idle = nullptr; // `p` ends here; the final drain below does not read input
         decoded = std::max(decoded, p.samples);
     } catch (const microsentinel::capture_error& e) {
         std::fprintf(stderr, "micro_sentinel_ch_writer: %s\n", e.what());

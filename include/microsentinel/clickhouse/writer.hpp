@@ -281,11 +281,7 @@ private:
             try {
                 t.server = parse_system_columns(e.http->execute(sql));
                 ++stats_.schema_reads;
-                if (e.token_support < 0)
-                    e.token_support = e.http->execute("SELECT count() FROM system.settings WHERE name = 'insert_deduplication_token'")
-                                              .starts_with("1")
-                                          ? 1
-                                          : 0;
+                probe_token_support(e);
                 return true;
             } catch (const std::exception& ex) {
                 warn(std::string("cannot read the schema of ") + std::string(t.spec->table) + ": " + ex.what());
@@ -296,6 +292,16 @@ private:
 
     // Re-reads the server's columns; the plan changes only between batches
     // (an open batch keeps the plan its rows were encoded with).
+    // Whether the endpoint knows insert_deduplication_token (ClickHouse 22.2+;
+    // an unknown setting would fail the insert). Asked once per endpoint.
+    static void probe_token_support(endpoint& e)
+    {
+        if (e.token_support >= 0)
+            return;
+        e.token_support =
+            e.http->execute("SELECT count() FROM system.settings WHERE name = 'insert_deduplication_token'").starts_with("1") ? 1 : 0;
+    }
+
     void plan_table(table_state& t)
     {
         t.planned_at = clock::now();
@@ -533,6 +539,7 @@ private:
             endpoint& e = endpoints_[next_endpoint_];
             next_endpoint_ = (next_endpoint_ + 1) % endpoints_.size();
             try {
+                probe_token_support(e);
                 settings params;
                 if (e.token_support == 1)
                     params.emplace_back("insert_deduplication_token", b.token);
@@ -568,6 +575,9 @@ private:
                 }
                 warn(err.what());
             } catch (const transport_error& ex) {
+                ++stats_.failed_attempts;
+                warn(ex.what());
+            } catch (const server_error& ex) { // the probe of the endpoint's settings failed
                 ++stats_.failed_attempts;
                 warn(ex.what());
             }
