@@ -1,0 +1,2 @@
+add_executable(prometheus_bench ${CMAKE_CURRENT_LIST_DIR}/prometheus_bench.cpp)
+target_link_libraries(prometheus_bench PRIVATE microsentinel microsentinel_warnings benchmark::benchmark)
