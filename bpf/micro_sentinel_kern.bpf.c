@@ -61,58 +61,76 @@ struct {
 	__type(value, struct ms_bucket);
 } ms_bucket SEC(".maps");
 
-/* Reads the L3/L4 headers at `l3` into a flow id; 0 when not IP TCP/UDP. */
+/* An IPv4 header without options or an IPv6 header, then the L4 ports. */
+union ms_l3l4 {
+	__u8 version_ihl;
+	struct {
+		struct iphdr ip;
+		__u16 ports[2];
+	} v4;
+	struct {
+		struct ipv6hdr ip;
+		__u16 ports[2];
+	} v6;
+};
+
+/*
+ * Reads the L3/L4 headers at `l3` into a flow id; 0 when not IP TCP/UDP.
+ * One read covers both cases (packet bytes need bpf_probe_read_kernel);
+ * IPv4 options cost a second one.
+ */
 static __always_inline __u64 ms_parse_flow(const unsigned char *l3, __u8 *l4_proto)
 {
-	__u8 first;
-	__u16 ports[2];
+	union ms_l3l4 h;
 
-	if (bpf_probe_read_kernel(&first, sizeof(first), l3))
+	if (bpf_probe_read_kernel(&h, sizeof(h), l3))
 		return 0;
-	if ((first >> 4) == 4) {
-		struct iphdr ip;
-		__u32 ihl_bytes;
+	if ((h.version_ihl >> 4) == 4) {
+		__u32 ihl_bytes = (h.version_ihl & 0xf) * 4;
+		__u8 proto = h.v4.ip.protocol;
 
-		if (bpf_probe_read_kernel(&ip, sizeof(ip), l3))
+		if (proto != IPPROTO_TCP_ && proto != IPPROTO_UDP_)
 			return 0;
-		if (ip.protocol != IPPROTO_TCP_ && ip.protocol != IPPROTO_UDP_)
+		if (h.v4.ip.frag_off & bpf_htons(0x1fff)) /* not the first fragment: no ports */
 			return 0;
-		if (ip.frag_off & bpf_htons(0x1fff)) /* not the first fragment: no ports */
+		if (ihl_bytes < sizeof(h.v4.ip))
 			return 0;
-		ihl_bytes = (first & 0xf) * 4;
-		if (ihl_bytes < sizeof(ip) ||
-		    bpf_probe_read_kernel(ports, sizeof(ports), l3 + ihl_bytes))
+		if (ihl_bytes > sizeof(h.v4.ip) &&
+		    bpf_probe_read_kernel(h.v4.ports, sizeof(h.v4.ports), l3 + ihl_bytes))
 			return 0;
-		*l4_proto = ip.protocol;
-		return ms_flow_id_v4(ip.protocol, ip.saddr, bpf_ntohs(ports[0]),
-				     ip.daddr, bpf_ntohs(ports[1]));
+		*l4_proto = proto;
+		return ms_flow_id_v4(proto, h.v4.ip.saddr, bpf_ntohs(h.v4.ports[0]),
+				     h.v4.ip.daddr, bpf_ntohs(h.v4.ports[1]));
 	}
-	if ((first >> 4) == 6) {
-		struct ipv6hdr ip6;
+	if ((h.version_ihl >> 4) == 6) {
+		__u8 proto = h.v6.ip.nexthdr;
 
-		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), l3))
+		if (proto != IPPROTO_TCP_ && proto != IPPROTO_UDP_)
 			return 0;
-		if (ip6.nexthdr != IPPROTO_TCP_ && ip6.nexthdr != IPPROTO_UDP_)
-			return 0;
-		if (bpf_probe_read_kernel(ports, sizeof(ports), l3 + sizeof(ip6)))
-			return 0;
-		*l4_proto = ip6.nexthdr;
-		return ms_flow_id(MS_FLOW_FAMILY_IPV6, ip6.nexthdr,
-				  ip6.saddr.in6_u.u6_addr32, bpf_ntohs(ports[0]),
-				  ip6.daddr.in6_u.u6_addr32, bpf_ntohs(ports[1]));
+		*l4_proto = proto;
+		return ms_flow_id(MS_FLOW_FAMILY_IPV6, proto,
+				  h.v6.ip.saddr.in6_u.u6_addr32, bpf_ntohs(h.v6.ports[0]),
+				  h.v6.ip.daddr.in6_u.u6_addr32, bpf_ntohs(h.v6.ports[1]));
 	}
 	return 0;
 }
+
+/*
+ * tp_btf programs read sk_buff fields directly (typed pointer, a plain load);
+ * raw_tp ones through bpf_probe_read_kernel. `typed` is a constant at each
+ * call site, so the other branch is compiled out.
+ */
+#define MS_SKB(typed, skb, field) ((typed) ? (skb)->field : BPF_CORE_READ(skb, field))
 
 /*
  * Ingress at netif_receive_skb: skb->data is the L3 header (eth_type_trans
  * pulled L2; network_header is reset only after the tracepoint). Egress at
  * net_dev_queue: skb->data is L2, network_header is set by the IP layer.
  */
-static __always_inline void ms_note_packet(struct sk_buff *skb, __u8 direction)
+static __always_inline void ms_note_packet(struct sk_buff *skb, __u8 direction, const int typed)
 {
-	__u16 proto = BPF_CORE_READ(skb, protocol);
-	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 proto = MS_SKB(typed, skb, protocol);
+	unsigned char *head;
 	const unsigned char *l3;
 	struct skb_shared_info *shinfo;
 	struct ms_cpu_flow *cf;
@@ -125,10 +143,11 @@ static __always_inline void ms_note_packet(struct sk_buff *skb, __u8 direction)
 
 	if (proto != bpf_htons(ETH_P_IP) && proto != bpf_htons(ETH_P_IPV6))
 		return;
+	head = MS_SKB(typed, skb, head);
 	if (direction == MS_DIR_RX) {
-		l3 = BPF_CORE_READ(skb, data);
+		l3 = MS_SKB(typed, skb, data);
 	} else {
-		__u16 nh = BPF_CORE_READ(skb, network_header);
+		__u16 nh = MS_SKB(typed, skb, network_header);
 
 		if (nh == (__u16)~0U)
 			return;
@@ -141,15 +160,17 @@ static __always_inline void ms_note_packet(struct sk_buff *skb, __u8 direction)
 	cf = bpf_map_lookup_elem(&ms_cpu_flow, &zero);
 	if (!cf)
 		return;
-	shinfo = (struct skb_shared_info *)(head + BPF_CORE_READ(skb, end));
+	shinfo = (struct skb_shared_info *)(head + MS_SKB(typed, skb, end));
 	bpf_probe_read_kernel(&gso_segs, sizeof(gso_segs), &shinfo->gso_segs);
 
 	head_idx = (cf->head + 1) & (MS_FLOW_HISTORY - 1);
 	slot = &cf->hist[head_idx];
 	slot->flow_id = flow_id;
 	slot->gso_segs = gso_segs ? gso_segs : 1;
-	slot->ifindex = direction == MS_DIR_RX ? BPF_CORE_READ(skb, dev, ifindex)
-					       : BPF_CORE_READ(skb, skb_iif);
+	if (direction == MS_DIR_RX)
+		slot->ifindex = typed ? skb->dev->ifindex : BPF_CORE_READ(skb, dev, ifindex);
+	else
+		slot->ifindex = MS_SKB(typed, skb, skb_iif);
 	slot->l4_proto = l4_proto;
 	slot->direction = direction;
 	slot->ts_ns = bpf_ktime_get_ns();
@@ -160,14 +181,14 @@ static __always_inline void ms_note_packet(struct sk_buff *skb, __u8 direction)
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(ms_rx, struct sk_buff *skb)
 {
-	ms_note_packet(skb, MS_DIR_RX);
+	ms_note_packet(skb, MS_DIR_RX, 1);
 	return 0;
 }
 
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(ms_tx, struct sk_buff *skb)
 {
-	ms_note_packet(skb, MS_DIR_TX);
+	ms_note_packet(skb, MS_DIR_TX, 1);
 	return 0;
 }
 
@@ -175,14 +196,14 @@ int BPF_PROG(ms_tx, struct sk_buff *skb)
 SEC("raw_tp/netif_receive_skb")
 int BPF_PROG(ms_rx_raw, struct sk_buff *skb)
 {
-	ms_note_packet(skb, MS_DIR_RX);
+	ms_note_packet(skb, MS_DIR_RX, 0);
 	return 0;
 }
 
 SEC("raw_tp/net_dev_queue")
 int BPF_PROG(ms_tx_raw, struct sk_buff *skb)
 {
-	ms_note_packet(skb, MS_DIR_TX);
+	ms_note_packet(skb, MS_DIR_TX, 0);
 	return 0;
 }
 
