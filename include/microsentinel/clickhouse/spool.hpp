@@ -323,17 +323,6 @@ public:
         forget(sequence);
     }
 
-    // Replaces a spooled batch by a re-encoded one (schema changed since).
-    void rewrite(const batch& b)
-    {
-        auto it = files_.find(b.sequence);
-        if (it != files_.end()) {
-            bytes_ -= it->second;
-            files_.erase(it);
-        }
-        push(b);
-    }
-
 private:
     std::filesystem::path path_of(std::uint64_t seq) const
     {
