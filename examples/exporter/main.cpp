@@ -107,8 +107,8 @@ options parse_args(int argc, char** argv)
     return o;
 }
 
-// Replay callbacks: count, roll up, and publish about once a second so scrapes
-// see a stream's progress while it is being read.
+// Replay callbacks: count, roll up, and publish as the stream goes (at least
+// once a second while samples flow) so scrapes see a stream's progress.
 template <class Rollup>
 struct exporter_pipeline {
     prom::metrics_state& state;
@@ -125,7 +125,13 @@ struct exporter_pipeline {
             publish();
     }
     void on_layout(const microsentinel::negotiated_layout& layout) { prom::set_layout(state, layout); }
-    void on_counters(const microsentinel::collector_counters& c) { prom::set_collector_counters(state, c); }
+    // The loader writes counters about once a second: a live stream publishes
+    // on them even when too few samples arrive to reach the clock check.
+    void on_counters(const microsentinel::collector_counters& c)
+    {
+        prom::set_collector_counters(state, c);
+        publish();
+    }
 
     void publish()
     {

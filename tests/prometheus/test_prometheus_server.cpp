@@ -10,8 +10,11 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <nlohmann/json.hpp>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "requirements.hpp"
 #include "test_helpers.hpp"
@@ -147,6 +150,41 @@ TEST_CASE("the exporter serves a capture read from standard input, and promtool 
     CHECK(mt::read_file(dir / "promtool.txt").empty());
 
     CHECK(p.terminate() == 0); // SIGTERM is a clean shutdown
+}
+
+TEST_CASE("while a stream is still open, the windows it closed are already served")
+{
+    mt::temp_dir dir;
+    const auto fifo = dir / "stream";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    mt::child_process p({exporter, "--listen", "127.0.0.1:0", "-"}, dir / "log.txt", fifo);
+    const int writer = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC); // waits for the exporter to open it
+    REQUIRE(writer >= 0);
+    // Window [1 s, 2 s) for rx flow 1001, closed by a sample at 2.5 s; then the
+    // collector's counters, as the loader writes them each second.
+    const std::string all = mt::make_v2_capture({{1'000'000'000, cpu_clock, 1001, 1, rx},
+                                                 {1'200'000'000, cpu_clock, 1001, 1, rx},
+                                                 {2'500'000'000, cpu_clock, 1001, 1, rx}},
+                                                0, 0);
+    REQUIRE(::write(writer, all.data(), all.size()) == ssize_t(all.size()));
+    const std::uint16_t port = exporter_port(dir / "log.txt");
+
+    mt::http_response r;
+    const auto end = std::chrono::steady_clock::now() + 20s;
+    do {
+        r = mt::http_request(port, "GET", "/metrics");
+        if (r.body.find("flow=\"1001\"") != std::string::npos)
+            break;
+        std::this_thread::sleep_for(100ms);
+    } while (std::chrono::steady_clock::now() < end);
+    INFO(r.body);
+    CHECK(r.body.find("micro_sentinel_flow_cost{flow=\"1001\",direction=\"rx\",event=\"cpu_clock\"} 2\n") !=
+          std::string::npos);
+    CHECK(r.body.find("micro_sentinel_rollup_window_start_seconds 1\n") != std::string::npos);
+    CHECK(r.body.find("micro_sentinel_samples_total{direction=\"rx\",event=\"cpu_clock\"} 3\n") !=
+          std::string::npos);
+    ::close(writer);
+    CHECK(p.terminate() == 0);
 }
 
 TEST_CASE("a real Prometheus scrapes the exporter and answers flow cost queries by direction")
