@@ -49,6 +49,7 @@ public:
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/"; }
     void set_failing(bool f) { failing_ = f; }
     std::uint64_t failed_requests() const { return failed_requests_; }
+    std::uint64_t connections() const { return connections_accepted_; }
 
 private:
     void accept_loop()
@@ -60,6 +61,7 @@ private:
             int fd = accept(listen_fd_, nullptr, nullptr);
             if (fd < 0)
                 continue;
+            ++connections_accepted_;
             connections_.emplace_back([this, fd] { serve(fd); });
         }
     }
@@ -153,6 +155,7 @@ private:
     std::atomic<bool> stop_{false};
     std::atomic<bool> failing_{false};
     std::atomic<std::uint64_t> failed_requests_{0};
+    std::atomic<std::uint64_t> connections_accepted_{0};
     std::thread acceptor_;
     std::vector<std::thread> connections_;
 };

@@ -346,6 +346,22 @@ TEST_CASE("rows the server rejects as invalid go to quarantine with the server's
     CHECK(number("SELECT count() FROM ms_raw_samples") == 0);
 }
 
+TEST_CASE("several URLs: batches go round-robin over all of them")
+{
+    fresh_schema();
+    microsentinel::testing::failing_proxy a(server().http_port()), b(server().http_port());
+    temp_dir spool;
+    captured_log log;
+    ch::writer w(options_for({a.url(), b.url()}, spool.path, log));
+    for (std::uint64_t i = 0; i < 4000; ++i)
+        w.add(nth_sample(i));
+    REQUIRE(w.drain(10s));
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 4000);
+    CHECK(a.connections() >= 1);
+    CHECK(b.connections() >= 1);
+    CHECK(w.stats().failovers == 0);
+}
+
 TEST_CASE("several URLs: batches go round-robin and fail over past a dead one")
 {
     fresh_schema();
