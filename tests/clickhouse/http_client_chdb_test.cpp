@@ -78,3 +78,18 @@ TEST_CASE("RowBinary batches with the same deduplication token are stored once, 
     CHECK(server().query("SELECT count(), sum(k), arrayStringConcat(groupArray(s), ',') FROM (SELECT * FROM dedup ORDER BY k)") ==
           "3\t6\tone,two,three\n");
 }
+
+TEST_CASE("the chDB server keeps its data across kill -9 and comes back on the same port")
+{
+    server().query("CREATE TABLE IF NOT EXISTS durable (k UInt64) ENGINE = MergeTree ORDER BY k");
+    server().query("TRUNCATE TABLE durable");
+    ch::client c(server().url());
+    c.execute("INSERT INTO durable FORMAT TSV", "1\n2\n3\n");
+    std::uint16_t port = server().http_port();
+
+    server().kill();
+    CHECK_THROWS_AS(c.post("SELECT 1"), ch::transport_error);
+    server().start();
+    CHECK(server().http_port() == port);
+    CHECK(c.execute("SELECT count() FROM durable") == "3\n");
+}
