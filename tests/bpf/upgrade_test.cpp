@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <sstream>
 #include <thread>
 
 #include "collector_fixture.hpp"
@@ -237,4 +238,74 @@ TEST_CASE("--record without a pinned collector is one line with the fix")
     CHECK(r.exit_code != 0);
     CHECK(line_count(r.err) == 1);
     CHECK(contains(r.err, "no collector is pinned at " + c.pin_dir));
+}
+
+namespace {
+
+// Key=value lines of a systemd unit, in order (comments and sections dropped).
+std::vector<std::pair<std::string, std::string>> unit_settings(const std::string& path)
+{
+    std::vector<std::pair<std::string, std::string>> out;
+    std::istringstream in(read_text(path));
+    for (std::string line; std::getline(in, line);) {
+        if (line.empty() || line[0] == '#' || line[0] == '[')
+            continue;
+        auto eq = line.find('=');
+        if (eq != std::string::npos)
+            out.emplace_back(line.substr(0, eq), line.substr(eq + 1));
+    }
+    return out;
+}
+
+std::string setting(const std::vector<std::pair<std::string, std::string>>& s, const std::string& key)
+{
+    for (const auto& [k, v] : s)
+        if (k == key)
+            return v;
+    return {};
+}
+
+// A unit's command line with the installed loader and pin directory replaced
+// by this build's and the test's.
+std::vector<std::string> test_command(const std::string& line, const test_collector& c)
+{
+    std::vector<std::string> argv;
+    std::istringstream in(line);
+    for (std::string word; in >> word;) {
+        if (word == "/usr/local/bin/micro_sentinel_loader")
+            word = loader_path;
+        else if (word == "/sys/fs/bpf/micro_sentinel")
+            word = c.pin_dir;
+        argv.push_back(word);
+    }
+    return argv;
+}
+
+} // namespace
+
+TEST_CASE("micro-sentinel-bpf.service is a oneshot that stays active, and its start and stop commands load and "
+          "unload the collector")
+{
+    require_collector_environment();
+    const std::string dir = MS_TEST_SYSTEMD_DIR;
+    auto bpf_unit = unit_settings(dir + "/micro-sentinel-bpf.service");
+    CHECK(setting(bpf_unit, "Type") == "oneshot");
+    CHECK(setting(bpf_unit, "RemainAfterExit") == "yes");
+    auto agent_unit = unit_settings(dir + "/micro-sentinel-agent.service");
+    CHECK(contains(setting(agent_unit, "ExecStart"), "/usr/local/bin/micro_sentinel_agent --pin-dir "
+                                                     "/sys/fs/bpf/micro_sentinel"));
+    CHECK(contains(setting(agent_unit, "After"), "micro-sentinel-bpf.service"));
+
+    test_collector c;
+    std::vector<std::string> start = test_command(setting(bpf_unit, "ExecStart"), c);
+    start.insert(start.end(), {"--object", object_v2});
+    run_result started = run(start, c.dir);
+    INFO("ExecStart: " << started.err);
+    CHECK(started.exit_code == 0);
+    CHECK(path_exists(c.pin_dir + "/ms_on_sample"));
+
+    run_result stopped = run(test_command(setting(bpf_unit, "ExecStop"), c), c.dir);
+    INFO("ExecStop: " << stopped.err);
+    CHECK(stopped.exit_code == 0);
+    CHECK(!c.anything_pinned());
 }
