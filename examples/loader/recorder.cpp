@@ -6,6 +6,7 @@
 #include <chrono>
 #include <ctime>
 #include <memory>
+#include <thread>
 #include <span>
 #include <vector>
 
@@ -125,7 +126,12 @@ record_result record_pinned(const std::string& pin_dir, std::FILE* out, double d
                             const volatile std::sig_atomic_t* stop)
 {
     require_bpf_capabilities(false);
+    // A replacement in progress hides the pins for a moment; wait that out.
     auto pins = open_pinned(pin_dir);
+    for (auto give_up = clock::now() + std::chrono::seconds(1); !pins && clock::now() < give_up;) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        pins = open_pinned(pin_dir);
+    }
     if (!pins)
         throw loader_error("no collector is pinned at " + pin_dir,
                            "load one first (micro_sentinel_loader, or systemctl start micro-sentinel-bpf)");
