@@ -53,14 +53,11 @@ private:
         std::uint64_t samples = 0;
         double cost = 0;
     };
+    // Decimal, as in the flow label of the metrics and the flow_id column.
     // Flow id 0 is "no flow": CPU time spent outside any network flow.
     static std::string flow_label(std::uint64_t flow)
     {
-        if (flow == 0)
-            return "none (outside any flow)";
-        char buf[24];
-        std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)flow);
-        return buf;
+        return flow == 0 ? "none (outside any flow)" : std::to_string(flow);
     }
     // The direction in the low bit: flow ids are hashes, their top bit is as good as any.
     static std::uint64_t key(std::uint64_t flow, direction d) { return flow << 1 | std::uint64_t(d); }
