@@ -60,6 +60,9 @@ struct options {
     std::string input = "-";
 };
 
+// Thrown out of the replay when a signal asks to stop mid-input.
+struct replay_stopped {};
+
 struct usage_error {
     std::string message;
 };
@@ -119,6 +122,8 @@ struct exporter_pipeline {
 
     void on_sample(const microsentinel::sample& s)
     {
+        if (stop_requested)
+            throw replay_stopped{};
         state.count_sample(s.dir, s.pmu_event);
         rollup.add(s, s.ip, 0);
         if (++until_clock_check % 4096 == 0 && steady::now() - last_publish >= std::chrono::seconds(1))
@@ -184,6 +189,7 @@ int run(const options& o)
         microsentinel::replay(reader, decoder, pipeline);
         rollup.flush();
         pipeline.publish();
+    } catch (const replay_stopped&) {
     } catch (const microsentinel::capture_error& e) {
         if (!stop_requested) {
             std::fprintf(stderr, "micro_sentinel_exporter: %s\n", e.what());

@@ -11,6 +11,7 @@
 #include <microsentinel/prometheus/http_exporter.hpp>
 #include <microsentinel/prometheus/metrics_state.hpp>
 
+#include "requirements.hpp"
 #include "test_helpers.hpp"
 
 namespace prom = microsentinel::prometheus;
@@ -167,6 +168,8 @@ TEST_CASE("beyond the connection cap new connections get 503 at once, and servic
     std::this_thread::sleep_for(100ms);
     auto busy = mt::http_request(f.server.port(), "GET", "/metrics");
     CHECK(busy.status == 503);
+    CHECK(busy.headers["content-length"] == std::to_string(busy.body.size()));
+    CHECK(busy.body == "too many concurrent scrapes; retry\n");
     CHECK(f.server.stats().rejected_busy == 1);
     CHECK(closed_by_server(hog));
     ::close(hog);
@@ -215,6 +218,31 @@ TEST_CASE("concurrent scrapes all succeed while the pipeline keeps publishing")
     CHECK(ok.load() == scrapers * per_scraper);
     CHECK(complete.load() == scrapers * per_scraper);
     CHECK(f.server.stats().scrapes == std::uint64_t(scrapers * per_scraper));
+}
+
+TEST_CASE("an IPv6 listen address in brackets works")
+{
+    // Without IPv6 only this case is skipped (skip_or_fail would end the whole binary).
+    int probe = ::socket(AF_INET6, SOCK_STREAM, 0);
+    if (probe < 0) {
+        REQUIRE_MESSAGE(!mt::running_in_ci(), "no IPv6 socket; CI=true needs one");
+        MESSAGE("skipped: no IPv6 on this machine");
+        return;
+    }
+    ::close(probe);
+    prom::metrics_state state;
+    prom::http_exporter server({"[::1]:0"}, [&state] { return state.current(); });
+    CHECK(server.address() == "[::1]:" + std::to_string(server.port()));
+
+    int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(server.port());
+    a.sin6_addr = in6addr_loopback;
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    mt::send_text(fd, "GET /metrics HTTP/1.1\r\n\r\n");
+    CHECK(mt::parse_response(mt::receive_all(fd)).status == 200);
+    ::close(fd);
 }
 
 TEST_CASE("an unusable listen address is refused with the cause")

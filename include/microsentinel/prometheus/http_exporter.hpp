@@ -285,8 +285,8 @@ private:
             if (workers_.size() >= options_.max_connections) {
                 static constexpr std::string_view busy =
                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                    "Content-Length: 38\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
-                    "too many concurrent scrapes; retry\r\n\r\n";
+                    "Content-Length: 35\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
+                    "too many concurrent scrapes; retry\n";
                 [[maybe_unused]] auto n = ::send(conn.get(), busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
                 ++rejected_busy_;
                 continue;
