@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "error_text.hpp"
+
 using namespace microsentinel;
 
 namespace {
@@ -64,15 +66,7 @@ struct btf_builder {
     }
 };
 
-std::string error_of(auto&& f)
-{
-    try {
-        f();
-    } catch (const layout_error& e) {
-        return e.what();
-    }
-    return "no error";
-}
+std::string error_of(auto&& f) { return microsentinel::testing::error_text<layout_error>(f); }
 
 } // namespace
 

@@ -3,6 +3,8 @@
 #include <microsentinel/layout.hpp>
 
 #include <string>
+
+#include "error_text.hpp"
 #include <vector>
 
 using namespace microsentinel;
@@ -27,15 +29,7 @@ std::vector<field_desc> v1_table()
     return t;
 }
 
-std::string error_of(auto&& f)
-{
-    try {
-        f();
-    } catch (const layout_error& e) {
-        return e.what();
-    }
-    return "no error";
-}
+std::string error_of(auto&& f) { return microsentinel::testing::error_text<layout_error>(f); }
 
 } // namespace
 
