@@ -278,35 +278,61 @@ struct test_sample {
     std::uint8_t direction; // v2 byte at offset 57
 };
 
-// A v2 capture: header with layout id 2 and no field table, then one sample
-// frame per test_sample (320-byte records), then a counters frame.
-inline std::string make_v2_capture(const std::vector<test_sample>& samples, std::uint64_t throttled,
-                                   std::uint64_t ringbuf_full)
+// Capture header naming `layout_id` with a 320-byte record and no field table.
+inline std::string capture_header_bytes(std::uint32_t layout_id)
 {
     const std::string host = "test-host";
     byte_builder h;
     h.put_text("MSENTCAP").put<std::uint16_t>(1).put<std::uint16_t>(0);
     const std::uint32_t header_len = 8 + 2 + 2 + 4 + 8 + 2 + std::uint32_t(host.size()) + 4 + 4 + 2;
     h.put<std::uint32_t>(header_len).put<std::int64_t>(0).put<std::uint16_t>(std::uint16_t(host.size()));
-    h.put_text(host).put<std::uint32_t>(2).put<std::uint32_t>(320).put<std::uint16_t>(0);
-    std::string out = h.bytes;
-    for (const auto& s : samples) {
-        byte_builder r;
-        r.put<std::uint64_t>(s.tsc).put<std::uint32_t>(0 /*cpu*/).put<std::uint32_t>(100 /*pid*/);
-        r.put<std::uint32_t>(101 /*tid*/).put<std::uint32_t>(s.pmu_event).put<std::uint64_t>(0x401000 /*ip*/);
-        r.put<std::uint64_t>(0 /*data_addr*/).put<std::uint64_t>(s.flow_id).put<std::uint32_t>(s.gso_segs);
-        r.put<std::uint16_t>(1 /*ingress_ifindex*/).put<std::uint16_t>(0 /*numa*/).put<std::uint8_t>(6 /*tcp*/);
-        r.put<std::uint8_t>(s.direction).put<std::uint8_t>(0 /*lbr_nr*/).put<std::uint8_t>(0 /*pad0*/);
-        r.put<std::uint32_t>(0); // up to lbr at offset 64
-        r.bytes.append(256, '\0');
-        byte_builder f;
-        f.put<std::uint32_t>(1).put<std::uint32_t>(std::uint32_t(r.bytes.size()));
-        out += f.bytes + r.bytes;
-    }
+    h.put_text(host).put<std::uint32_t>(layout_id).put<std::uint32_t>(320).put<std::uint16_t>(0);
+    return h.bytes;
+}
+
+// A sample frame: one 320-byte record. Byte 57 is `direction` in v2 and
+// `lbr_nr` in v1; bytes 58-59 are lbr_nr/pad0 (v2) or pad0[2] (v1), all zero
+// here, so a test_sample with direction 0 is a valid v1 record too.
+inline std::string sample_frame(const test_sample& s)
+{
+    byte_builder r;
+    r.put<std::uint64_t>(s.tsc).put<std::uint32_t>(0 /*cpu*/).put<std::uint32_t>(100 /*pid*/);
+    r.put<std::uint32_t>(101 /*tid*/).put<std::uint32_t>(s.pmu_event).put<std::uint64_t>(0x401000 /*ip*/);
+    r.put<std::uint64_t>(0 /*data_addr*/).put<std::uint64_t>(s.flow_id).put<std::uint32_t>(s.gso_segs);
+    r.put<std::uint16_t>(1 /*ingress_ifindex*/).put<std::uint16_t>(0 /*numa*/).put<std::uint8_t>(6 /*tcp*/);
+    r.put<std::uint8_t>(s.direction).put<std::uint8_t>(0).put<std::uint8_t>(0);
+    r.put<std::uint32_t>(0); // up to lbr at offset 64
+    r.bytes.append(256, '\0');
+    byte_builder f;
+    f.put<std::uint32_t>(1).put<std::uint32_t>(std::uint32_t(r.bytes.size()));
+    return f.bytes + r.bytes;
+}
+
+// A layout frame: the records that follow use `layout_id`.
+inline std::string layout_frame(std::uint32_t layout_id)
+{
+    byte_builder f;
+    f.put<std::uint32_t>(2).put<std::uint32_t>(10).put<std::uint32_t>(layout_id).put<std::uint32_t>(320);
+    f.put<std::uint16_t>(0);
+    return f.bytes;
+}
+
+inline std::string counters_frame(std::uint64_t emitted, std::uint64_t throttled, std::uint64_t ringbuf_full)
+{
     byte_builder c;
-    c.put<std::uint32_t>(3).put<std::uint32_t>(24).put<std::uint64_t>(samples.size()).put<std::uint64_t>(throttled);
+    c.put<std::uint32_t>(3).put<std::uint32_t>(24).put<std::uint64_t>(emitted).put<std::uint64_t>(throttled);
     c.put<std::uint64_t>(ringbuf_full);
-    return out + c.bytes;
+    return c.bytes;
+}
+
+// A v2 capture: the header, one sample frame per test_sample, a counters frame.
+inline std::string make_v2_capture(const std::vector<test_sample>& samples, std::uint64_t throttled,
+                                   std::uint64_t ringbuf_full)
+{
+    std::string out = capture_header_bytes(2);
+    for (const auto& s : samples)
+        out += sample_frame(s);
+    return out + counters_frame(samples.size(), throttled, ringbuf_full);
 }
 
 } // namespace microsentinel::testing

@@ -187,6 +187,40 @@ TEST_CASE("while a stream is still open, the windows it closed are already serve
     CHECK(p.terminate() == 0);
 }
 
+TEST_CASE("a layout change in the stream shows in the layout info, and decoder skips are counted")
+{
+    mt::temp_dir dir;
+    std::string bytes = mt::capture_header_bytes(2);
+    bytes += mt::sample_frame({1'000'000'000, cpu_clock, 5, 1, tx});
+    std::string bad = mt::sample_frame({1'100'000'000, cpu_clock, 5, 1, 7}); // direction 7: not a v2 record
+    bytes += bad;
+    bytes += mt::layout_frame(1);
+    bytes += mt::sample_frame({1'200'000'000, cpu_clock, 6, 1, 0});
+    bytes += mt::counters_frame(3, 0, 0);
+    mt::write_file(dir / "in.cap", bytes);
+    mt::child_process p({exporter, "--listen", "127.0.0.1:0", (dir / "in.cap").string()}, dir / "log.txt");
+    const std::uint16_t port = exporter_port(dir / "log.txt");
+
+    mt::http_response r;
+    const auto end = std::chrono::steady_clock::now() + 20s;
+    do {
+        r = mt::http_request(port, "GET", "/metrics");
+        if (r.body.find("flow=\"6\"") != std::string::npos)
+            break;
+        std::this_thread::sleep_for(100ms);
+    } while (std::chrono::steady_clock::now() < end);
+    INFO(r.body);
+    CHECK(r.body.find("micro_sentinel_sample_layout_info{layout=\"v1\",source=\"capture_header\"} 1\n") !=
+          std::string::npos);
+    CHECK(r.body.find("layout=\"v2\"") == std::string::npos);
+    CHECK(r.body.find("micro_sentinel_flow_cost{flow=\"5\",direction=\"tx\",event=\"cpu_clock\"} 1\n") !=
+          std::string::npos);
+    CHECK(r.body.find("micro_sentinel_flow_cost{flow=\"6\",direction=\"rx\",event=\"cpu_clock\"} 1\n") !=
+          std::string::npos);
+    CHECK(r.body.find("micro_sentinel_samples_dropped_total{reason=\"bad_direction\"} 1\n") != std::string::npos);
+    CHECK(p.terminate() == 0);
+}
+
 TEST_CASE("a real Prometheus scrapes the exporter and answers flow cost queries by direction")
 {
     const std::string prometheus = mt::require_program("prometheus", "prometheus");
