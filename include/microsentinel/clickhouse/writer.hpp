@@ -22,6 +22,7 @@
 //
 // Single-threaded: the caller's thread serializes and sends. Call poll()
 // regularly (time-based flush, spool retries).
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -238,13 +239,15 @@ private:
         return o;
     }
 
-    // Repeats of the previous line are not logged again: a server that stays
-    // down is reported once, not once per retry.
+    // A line already logged since the last delivery is not logged again: a
+    // server that stays down is reported once, not once per retry.
     void warn(const std::string& line)
     {
-        if (line == last_error_)
-            return;
         last_error_ = line;
+        if (std::find(logged_.begin(), logged_.end(), line) != logged_.end())
+            return;
+        if (logged_.size() < 32)
+            logged_.push_back(line);
         options_.log(line);
     }
 
@@ -546,6 +549,7 @@ private:
                 response r = e.http->post(insert_query(b), b.payload, params);
                 if (r.ok()) {
                     ++stats_.batches_sent;
+                    logged_.clear();
                     if (t)
                         stats_.rows_sent[std::size_t(t - tables_.data())] += b.rows;
                     backoff_step_ = 0;
@@ -615,6 +619,7 @@ private:
     raw_sample_context raw_ctx_;
     writer_stats stats_;
     std::string last_error_;
+    std::vector<std::string> logged_; // lines logged since the last delivery
     clock::time_point next_attempt_{};
     int backoff_step_ = 0;
     std::mt19937_64 rng_;
