@@ -25,6 +25,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -76,6 +77,7 @@ public:
     }
     ~unique_fd() { reset(); }
     int get() const noexcept { return fd_; }
+    int release() noexcept { return std::exchange(fd_, -1); }
     void reset() noexcept
     {
         if (fd_ >= 0)
@@ -283,21 +285,38 @@ private:
                 continue;
             }
             if (workers_.size() >= options_.max_connections) {
-                static constexpr std::string_view busy =
-                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                    "Content-Length: 35\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
-                    "too many concurrent scrapes; retry\n";
-                [[maybe_unused]] auto n = ::send(conn.get(), busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-                ++rejected_busy_;
+                reject_busy(conn.get());
                 continue;
             }
             auto& w = workers_.emplace_back();
-            w.thread = std::thread([this, &w, fd = std::move(conn)]() mutable {
-                serve(fd.get());
-                fd.reset();
-                w.done.store(true, std::memory_order_release);
-            });
+            const int fd = conn.get();
+            try {
+                w.thread = std::thread([this, &w, fd] {
+                    try {
+                        serve(fd);
+                    } catch (const std::exception&) {
+                        ++aborted_; // out of memory while rendering: this scrape fails, the server goes on
+                    }
+                    ::close(fd);
+                    w.done.store(true, std::memory_order_release);
+                });
+                conn.release(); // the thread closes it
+            } catch (const std::system_error&) {
+                // No thread to be had (resource limits): answer like a full house.
+                workers_.pop_back();
+                reject_busy(fd);
+            }
         }
+    }
+
+    void reject_busy(int fd)
+    {
+        static constexpr std::string_view busy =
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Length: 35\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
+            "too many concurrent scrapes; retry\n";
+        [[maybe_unused]] auto n = ::send(fd, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        ++rejected_busy_;
     }
 
     // Waits until `fd` is ready for `events`; false on the deadline or stop().
