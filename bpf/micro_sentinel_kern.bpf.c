@@ -175,6 +175,41 @@ static __always_inline void ms_note_packet(struct sk_buff *skb, __u8 direction, 
 	slot->direction = direction;
 	slot->ts_ns = bpf_ktime_get_ns();
 	cf->head = head_idx;
+	cf->rx_softirq_set = cf->in_rx_softirq;
+}
+
+static __always_inline void ms_rx_softirq_begin(unsigned int vec)
+{
+	struct ms_cpu_flow *cf;
+	__u32 zero = 0;
+
+	if (vec != NET_RX_SOFTIRQ)
+		return;
+	cf = bpf_map_lookup_elem(&ms_cpu_flow, &zero);
+	if (!cf)
+		return;
+	cf->before_rx = cf->hist[cf->head & (MS_FLOW_HISTORY - 1)];
+	cf->in_rx_softirq = 1;
+	cf->rx_softirq_set = 0;
+}
+
+/* The context from before the softirq is current again, with its own age. */
+static __always_inline void ms_rx_softirq_end(unsigned int vec)
+{
+	struct ms_cpu_flow *cf;
+	__u32 zero = 0, head_idx;
+
+	if (vec != NET_RX_SOFTIRQ)
+		return;
+	cf = bpf_map_lookup_elem(&ms_cpu_flow, &zero);
+	if (!cf || !cf->in_rx_softirq)
+		return;
+	cf->in_rx_softirq = 0;
+	if (!cf->rx_softirq_set || !cf->before_rx.ts_ns)
+		return;
+	head_idx = (cf->head + 1) & (MS_FLOW_HISTORY - 1);
+	cf->hist[head_idx] = cf->before_rx;
+	cf->head = head_idx;
 }
 
 /* tp_btf: the default hooks (typed arguments, checked by the verifier). */
@@ -204,6 +239,34 @@ SEC("raw_tp/net_dev_queue")
 int BPF_PROG(ms_tx_raw, struct sk_buff *skb)
 {
 	ms_note_packet(skb, MS_DIR_TX, 0);
+	return 0;
+}
+
+SEC("tp_btf/softirq_entry")
+int BPF_PROG(ms_rx_begin, unsigned int vec)
+{
+	ms_rx_softirq_begin(vec);
+	return 0;
+}
+
+SEC("tp_btf/softirq_exit")
+int BPF_PROG(ms_rx_end, unsigned int vec)
+{
+	ms_rx_softirq_end(vec);
+	return 0;
+}
+
+SEC("raw_tp/softirq_entry")
+int BPF_PROG(ms_rx_begin_raw, unsigned int vec)
+{
+	ms_rx_softirq_begin(vec);
+	return 0;
+}
+
+SEC("raw_tp/softirq_exit")
+int BPF_PROG(ms_rx_end_raw, unsigned int vec)
+{
+	ms_rx_softirq_end(vec);
 	return 0;
 }
 

@@ -51,11 +51,19 @@ struct ms_flow_ctx {
 
 #define MS_FLOW_HISTORY 8 /* power of two */
 
-/* ms_cpu_flow[0], per CPU: the newest context is hist[head]. */
+/*
+ * ms_cpu_flow[0], per CPU: the newest context is hist[head]. Packet receive
+ * processing runs in the NET_RX softirq, often right inside the sender's
+ * dev_queue_xmit (loopback, veth): contexts set there hold only until the
+ * softirq ends, when the one the CPU had before (`before_rx`) is current again.
+ */
 struct ms_cpu_flow {
 	struct ms_flow_ctx hist[MS_FLOW_HISTORY];
+	struct ms_flow_ctx before_rx;
 	__u32 head;
-	__u32 pad;
+	__u8 in_rx_softirq;
+	__u8 rx_softirq_set; /* a context was set during this NET_RX softirq */
+	__u8 pad[2];
 };
 
 /* Per-CPU token bucket state, in nano-tokens so refills need no division. */

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <memory>
+#include <string_view>
 
 #include "error.hpp"
 #include "microsentinel/btf_layout.hpp"
@@ -59,6 +60,9 @@ private:
     std::string path_;
     bool committed_ = false;
 };
+
+// Packet and softirq hooks, by their tp_btf names; the raw_tp ones add "_raw".
+constexpr const char* hook_programs[] = {"ms_rx", "ms_tx", "ms_rx_begin", "ms_rx_end"};
 
 bpf_program* find_program(bpf_object* obj, const char* name, const std::string& object_path)
 {
@@ -116,11 +120,20 @@ load_result load_collector(const options& o)
         throw loader_error("cannot open " + o.object + ": " + errno_text(errno),
                            "pass a BPF object built by make -C bpf");
     const bool raw = o.hook == "raw_tp";
-    bpf_program* rx = find_program(obj.get(), raw ? "ms_rx_raw" : "ms_rx", o.object);
-    bpf_program* tx = find_program(obj.get(), raw ? "ms_tx_raw" : "ms_tx", o.object);
+    std::vector<bpf_program*> hooks;
+    std::vector<std::string> hook_names;
+    for (const char* name : hook_programs) {
+        const std::string typed = name, untyped = typed + "_raw";
+        const bool wanted = o.softirq_hooks || !std::string_view(name).starts_with("ms_rx_");
+        bpf_program* chosen = find_program(obj.get(), (raw ? untyped : typed).c_str(), o.object);
+        bpf_program__set_autoload(find_program(obj.get(), (raw ? typed : untyped).c_str(), o.object), false);
+        bpf_program__set_autoload(chosen, wanted);
+        if (wanted) {
+            hooks.push_back(chosen);
+            hook_names.push_back(typed.substr(3));
+        }
+    }
     bpf_program* on_sample = find_program(obj.get(), MS_PROG_SAMPLE, o.object);
-    bpf_program__set_autoload(find_program(obj.get(), raw ? "ms_rx" : "ms_rx_raw", o.object), false);
-    bpf_program__set_autoload(find_program(obj.get(), raw ? "ms_tx" : "ms_tx_raw", o.object), false);
     load_object(obj.get(), o.object);
 
     bpf_map* config_map = bpf_object__find_map_by_name(obj.get(), MS_MAP_CONFIG);
@@ -137,13 +150,15 @@ load_result load_collector(const options& o)
 
     staging_dir staging(o.pin_dir + "_staging");
     std::vector<link_ptr> links;
-    for (auto [prog, name] : {std::pair{rx, "link_rx"}, std::pair{tx, "link_tx"}}) {
-        links.emplace_back(bpf_program__attach(prog));
+    for (std::size_t i = 0; i < hooks.size(); ++i) {
+        links.emplace_back(bpf_program__attach(hooks[i]));
         if (!links.back())
-            throw loader_error(std::string("cannot attach ") + bpf_program__name(prog) + ": " + errno_text(errno),
-                               raw ? "check that the kernel has the netif_receive_skb and net_dev_queue tracepoints"
+            throw loader_error(std::string("cannot attach ") + bpf_program__name(hooks[i]) + ": " +
+                                   errno_text(errno),
+                               raw ? "check that the kernel has the netif_receive_skb, net_dev_queue, "
+                                     "softirq_entry and softirq_exit tracepoints"
                                    : "use --hook raw_tp on kernels without tp_btf support");
-        pin_link(links.back().get(), staging.path() + "/" + name);
+        pin_link(links.back().get(), staging.path() + "/link_" + hook_names[i]);
     }
 
     const sampling rates{o.sample_rate_hz, o.fault_period};

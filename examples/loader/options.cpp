@@ -35,6 +35,11 @@ std::string usage_text(const std::string& default_object)
            "  --flow-ttl-us N     a packet's flow context is attributed for N us (default: 1000)\n"
            "  --skid-ns N         ignore flow contexts younger than N ns at a sample (default: 0)\n"
            "  --hook KIND         packet hooks: tp_btf or raw_tp (default: tp_btf)\n"
+           "  --softirq-hooks on|off\n"
+           "                      on: a flow context set while receiving holds until its NET_RX softirq\n"
+           "                      ends, then the CPU's previous context is current again (two more hooks,\n"
+           "                      ~75 ns per softirq); off: it holds until the next packet or the TTL\n"
+           "                      (default: on)\n"
            "  --duration S        with --record: seconds to record, 0 = until SIGINT/SIGTERM (default: 0)\n"
            "  --verbose           show libbpf's messages (verifier log on load failures)\n"
            "  --help              show this help\n";
@@ -109,6 +114,11 @@ std::optional<options> parse_options(int argc, char** argv, const std::string& d
             o.hook = value();
             if (o.hook != "tp_btf" && o.hook != "raw_tp")
                 throw usage_error("--hook must be tp_btf or raw_tp, got '" + o.hook + "'");
+        } else if (arg == "--softirq-hooks") {
+            std::string_view v = value();
+            if (v != "on" && v != "off")
+                throw usage_error("--softirq-hooks must be on or off, got '" + std::string(v) + "'");
+            o.softirq_hooks = v == "on";
         } else if (arg == "--duration") {
             o.duration_s = parse_seconds(arg, value());
         } else if (arg == "--verbose") {
