@@ -2,8 +2,16 @@
 // one core), publishing a snapshot (top K per group), and taking rollup rows.
 #include <benchmark/benchmark.h>
 
+#include <microsentinel/prometheus/http_exporter.hpp>
 #include <microsentinel/prometheus/metrics_state.hpp>
 #include <microsentinel/prometheus/render.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
 
 #include <cstdint>
 #include <random>
@@ -96,8 +104,42 @@ void BM_add_flow_rows(benchmark::State& state)
     state.SetItemsProcessed(state.iterations() * state.range(0));
 }
 
+// One whole scrape over loopback as Prometheus makes it: connect, GET with
+// OpenMetrics in Accept, read the response until the server closes.
+void BM_http_scrape(benchmark::State& state)
+{
+    auto snap = std::make_shared<const prom::metrics_snapshot>(snapshot_with(std::size_t(state.range(0))));
+    prom::http_options options;
+    options.listen = "127.0.0.1:0";
+    prom::http_exporter server(options, [snap] { return snap; });
+    const std::string request = "GET /metrics HTTP/1.1\r\nHost: bench\r\n"
+                                "Accept: application/openmetrics-text;version=1.0.0\r\n\r\n";
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(server.port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::vector<char> buf(1 << 20);
+    std::size_t received = 0;
+    for (auto _ : state) {
+        int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+            ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != ssize_t(request.size())) {
+            state.SkipWithError("cannot reach the exporter on loopback");
+            ::close(fd);
+            break;
+        }
+        received = 0;
+        for (ssize_t n; (n = ::recv(fd, buf.data(), buf.size(), 0)) > 0;)
+            received += std::size_t(n);
+        ::close(fd);
+    }
+    state.counters["response_bytes"] = double(received);
+    state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+
 } // namespace
 
+BENCHMARK(BM_http_scrape)->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_render_text)->Arg(1000)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_render_openmetrics)->Arg(10000)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_publish)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond);
