@@ -82,7 +82,8 @@ TEST_CASE("a flow's value is its cost in the latest window")
     prom::metrics_state m;
     SUBCASE("rows of one window add up, also across calls")
     {
-        const std::vector<flow_rollup_row> a = {row(1000, 1, direction::rx, 1, 1.5), row(1000, 1, direction::rx, 1, 2.0)};
+        const std::vector<flow_rollup_row> a = {row(1000, 1, direction::rx, 1, 1.5),
+                                                row(1000, 1, direction::rx, 1, 2.0)};
         const std::vector<flow_rollup_row> b = {row(1000, 1, direction::rx, 1, 0.5)};
         m.add_flow_rows(a, t0);
         m.add_flow_rows(b, t0);
@@ -93,7 +94,8 @@ TEST_CASE("a flow's value is its cost in the latest window")
     }
     SUBCASE("a newer window replaces the value; flows absent from it show 0 until they go stale")
     {
-        const std::vector<flow_rollup_row> w1 = {row(1000, 1, direction::rx, 1, 7.0), row(1000, 2, direction::rx, 1, 1.0)};
+        const std::vector<flow_rollup_row> w1 = {row(1000, 1, direction::rx, 1, 7.0),
+                                                 row(1000, 2, direction::rx, 1, 1.0)};
         const std::vector<flow_rollup_row> w2 = {row(2000, 2, direction::rx, 1, 3.0)};
         m.add_flow_rows(w1, t0);
         m.add_flow_rows(w2, t0 + 1s);
@@ -105,7 +107,8 @@ TEST_CASE("a flow's value is its cost in the latest window")
     SUBCASE("rows of an older window are counted as late and not shown")
     {
         const std::vector<flow_rollup_row> w2 = {row(2000, 1, direction::rx, 1, 3.0)};
-        const std::vector<flow_rollup_row> late = {row(1000, 1, direction::rx, 1, 9.0), row(1000, 2, direction::rx, 1, 9.0)};
+        const std::vector<flow_rollup_row> late = {row(1000, 1, direction::rx, 1, 9.0),
+                                                   row(1000, 2, direction::rx, 1, 9.0)};
         m.add_flow_rows(w2, t0);
         m.add_flow_rows(late, t0);
         const std::vector<prom::flow_cost_series> expected = {flow(1, direction::rx, 1, 3.0),
@@ -120,7 +123,8 @@ TEST_CASE("a flow not named by any row for the staleness interval is removed wit
     prom::metrics_config cfg;
     cfg.staleness = 10s;
     prom::metrics_state m(cfg);
-    const std::vector<flow_rollup_row> first = {row(1000, 1, direction::rx, 1, 1.0), row(1000, 2, direction::tx, 1, 1.0)};
+    const std::vector<flow_rollup_row> first = {row(1000, 1, direction::rx, 1, 1.0),
+                                                row(1000, 2, direction::tx, 1, 1.0)};
     const std::vector<flow_rollup_row> later = {row(2000, 2, direction::tx, 1, 2.0)};
     m.add_flow_rows(first, t0);
     m.add_flow_rows(later, t0 + 5s);

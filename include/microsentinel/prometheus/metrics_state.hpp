@@ -96,7 +96,10 @@ public:
         dropped_.push_back({std::string(reason), cumulative});
     }
 
-    void set_layout(std::string layout, std::string source) { layout_ = layout_info{std::move(layout), std::move(source)}; }
+    void set_layout(std::string layout, std::string source)
+    {
+        layout_ = layout_info{std::move(layout), std::move(source)};
+    }
     void set_writer_health(const writer_health& w) { writer_ = w; }
     void set_data_objects_registered(std::uint64_t n) { data_objects_registered_ = n; }
 
