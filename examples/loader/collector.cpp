@@ -209,26 +209,34 @@ load_result load_collector(const options& o)
     install_staged(staging.path(), o.pin_dir);
     staging.commit();
     if (old_config)
-        pause_collector(old_config.get());
+        result.warning = pause_collector(old_config.get());
     // The pins own the links now; libbpf's detach would disable the perf events.
     for (auto& link : links)
         bpf_link__disconnect(link.get());
     return result;
 }
 
-void pause_collector(int config_fd)
+std::string pause_collector(int config_fd)
 {
-    ms_config cfg = read_config(config_fd);
-    cfg.paused = 1;
-    write_config(config_fd, cfg);
+    try {
+        ms_config cfg = read_config(config_fd);
+        cfg.paused = 1;
+        write_config(config_fd, cfg);
+    } catch (const loader_error& e) {
+        return std::string("the collector was not paused, its samples stop when the kernel releases its "
+                           "links (an RCU grace period): ") + e.what();
+    }
+    return {};
 }
 
-int unload_collector(const std::string& pin_dir)
+unload_result unload_collector(const std::string& pin_dir)
 {
+    unload_result r;
     if (unique_fd config{bpf_obj_get(pinned_path(pin_dir, MS_MAP_CONFIG).c_str())})
-        pause_collector(config.get());
+        r.warning = pause_collector(config.get());
     remove_pins(pin_dir + "_staging");
-    return remove_pins(pin_dir);
+    r.removed = remove_pins(pin_dir);
+    return r;
 }
 
 } // namespace microsentinel::loader

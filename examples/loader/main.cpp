@@ -58,17 +58,21 @@ int do_load(const options& o)
                 o.pin_dir.c_str(), r.hardware_pmu ? "hardware" : "software", events.c_str(), r.cpus, o.hook.c_str());
     if (!r.hardware_pmu)
         std::printf("micro_sentinel_loader: no hardware PMU on this machine; sampling software events\n");
+    if (!r.warning.empty())
+        std::fprintf(stderr, "micro_sentinel_loader: warning: %s\n", r.warning.c_str());
     return 0;
 }
 
 int do_unload(const options& o)
 {
     require_bpf_capabilities(false);
-    int removed = unload_collector(o.pin_dir);
-    if (removed == 0)
+    unload_result r = unload_collector(o.pin_dir);
+    if (!r.warning.empty())
+        std::fprintf(stderr, "micro_sentinel_loader: warning: %s\n", r.warning.c_str());
+    if (r.removed == 0)
         std::printf("micro_sentinel_loader: nothing was pinned at %s\n", o.pin_dir.c_str());
     else
-        std::printf("micro_sentinel_loader: unloaded %s (%d pins removed)\n", o.pin_dir.c_str(), removed);
+        std::printf("micro_sentinel_loader: unloaded %s (%d pins removed)\n", o.pin_dir.c_str(), r.removed);
     return 0;
 }
 

@@ -92,6 +92,13 @@ collector_counters read_counters(int counters_fd)
 
 ms_config read_config(int config_fd)
 {
+    bpf_map_info info{};
+    __u32 len = sizeof info;
+    if (bpf_obj_get_info_by_fd(config_fd, &info, &len) != 0 || info.value_size != sizeof(ms_config))
+        throw loader_error("the pinned " MS_MAP_CONFIG " map has " + std::to_string(info.value_size) +
+                               "-byte values, not the " + std::to_string(sizeof(ms_config)) +
+                               " this loader knows: it belongs to another release",
+                           "use the micro_sentinel_loader of the release that loaded it");
     ms_config cfg{};
     __u32 key = 0;
     if (bpf_map_lookup_elem(config_fd, &key, &cfg) != 0)
