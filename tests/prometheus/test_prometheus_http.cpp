@@ -134,10 +134,10 @@ TEST_CASE("malformed and oversized requests are refused")
     CHECK(f.server.stats().bad_requests == 2);
 }
 
-TEST_CASE("a slow client times out and does not block a concurrent scrape")
+TEST_CASE("slow and silent clients do not block a concurrent scrape")
 {
     prom::http_options o = fixture::loopback();
-    o.io_timeout = 1500ms;
+    o.io_timeout = 60s; // far beyond the client's 20 s receive timeout: a blocked scrape would fail
     fixture f(o);
 
     int slow = mt::connect_loopback(f.server.port());
@@ -146,13 +146,27 @@ TEST_CASE("a slow client times out and does not block a concurrent scrape")
 
     auto r = mt::http_request(f.server.port(), "GET", "/metrics");
     CHECK(r.status == 200);
-    CHECK(f.server.stats().timed_out == 0); // the scrape did not wait for them
+    CHECK(mt::http_request(f.server.port(), "GET", "/metrics", prometheus_accept).status == 200);
+    CHECK(f.server.stats().timed_out == 0);
+    ::close(slow);
+    ::close(silent);
+}
 
+TEST_CASE("a client that does not finish its request within io_timeout is disconnected and counted")
+{
+    prom::http_options o = fixture::loopback();
+    o.io_timeout = 500ms;
+    fixture f(o);
+
+    int slow = mt::connect_loopback(f.server.port());
+    mt::send_text(slow, "GET /metrics HTTP/1.1\r\n"); // headers never end
+    int silent = mt::connect_loopback(f.server.port());
     CHECK(closed_by_server(slow));
     CHECK(closed_by_server(silent));
     ::close(slow);
     ::close(silent);
     CHECK(f.server.stats().timed_out == 2);
+    CHECK(f.server.stats().scrapes == 0);
     CHECK(mt::http_request(f.server.port(), "GET", "/metrics").status == 200);
 }
 
@@ -160,7 +174,7 @@ TEST_CASE("beyond the connection cap new connections get 503 at once, and servic
 {
     prom::http_options o = fixture::loopback();
     o.max_connections = 1;
-    o.io_timeout = 1000ms;
+    o.io_timeout = 3000ms; // the hog must still hold its slot when the next client arrives
     fixture f(o);
     int hog = mt::connect_loopback(f.server.port());
     mt::send_text(hog, "GET /metrics HTTP/1.1\r\n");
