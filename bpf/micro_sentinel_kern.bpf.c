@@ -320,6 +320,18 @@ ms_current_flow(const struct ms_cpu_flow *cf, const struct ms_config *cfg, __u64
 	return 0;
 }
 
+/*
+ * Waking the consumer per record costs an irq_work each time; it polls with a
+ * short timeout anyway, so wake it only once a batch is waiting.
+ */
+#define MS_WAKEUP_BYTES (64 << 10)
+
+static __always_inline __u64 ms_wakeup_flags(void)
+{
+	return bpf_ringbuf_query(&ms_samples, BPF_RB_AVAIL_DATA) >= MS_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
+										      : BPF_RB_NO_WAKEUP;
+}
+
 /* The bpf cookie of each perf event link is its enum ms_pmu_event. */
 SEC("perf_event")
 int ms_on_sample(struct bpf_perf_event_data *ctx)
@@ -371,7 +383,7 @@ int ms_on_sample(struct bpf_perf_event_data *ctx)
 		s->direction = flow->direction;
 #endif
 	}
-	bpf_ringbuf_submit(s, 0);
+	bpf_ringbuf_submit(s, ms_wakeup_flags());
 	cnt->emitted++;
 	return 0;
 }

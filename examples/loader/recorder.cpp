@@ -153,6 +153,9 @@ record_result record_pinned(const std::string& pin_dir, std::FILE* out, double d
         int err = ring_buffer__poll(current->ring.get(), int(poll_timeout.count()));
         if (err < 0 && err != -EINTR)
             throw loader_error("polling the ring buffer failed: " + errno_text(err), "record again");
+        // The collector wakes its consumer only once a batch is waiting; what
+        // came in below that is read here, at most a poll timeout late.
+        consume(*current);
         for (auto it = retired.begin(); it != retired.end();) {
             consume(**it);
             if (clock::now() - (*it)->last_record > retired_idle_limit)
