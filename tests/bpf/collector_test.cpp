@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 #include <doctest/doctest.h>
 #include <linux/perf_event.h>
+#include <net/if.h>
 #include <nlohmann/json.hpp>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -141,14 +142,19 @@ TEST_CASE("loopback TCP and UDP traffic yields rx and tx samples whose flow ids 
         REQUIRE(!cap.counters.empty());
         CHECK(cap.counters.back().emitted >= cap.samples.size());
 
+        const unsigned lo = if_nametoindex("lo");
         std::size_t rx_total = 0, tx_total = 0;
         for (const auto& f : traffic.flows()) {
-            std::size_t rx = 0, tx = 0, wrong_proto = 0, ours = 0;
+            std::size_t rx = 0, tx = 0, wrong_proto = 0, wrong_ifindex = 0, ours = 0;
             for (const auto& rs : cap.samples) {
                 if (rs.s.flow_id != f.id())
                     continue;
                 (rs.s.dir == direction::rx ? rx : tx)++;
                 wrong_proto += rs.s.l4_proto != f.proto;
+                // Received on lo; sent packets are generated here, so no ingress interface.
+                wrong_ifindex += rs.s.ingress_ifindex != (rs.s.dir == direction::rx ? lo : 0);
+                CHECK(rs.s.gso_segs >= 1);
+                CHECK(rs.s.lbr_nr == 0);
                 ours += rs.s.pid == std::uint32_t(getpid());
                 CHECK(rs.s.tsc >= start_ns);
                 CHECK(rs.s.tsc <= end_ns);
@@ -157,6 +163,7 @@ TEST_CASE("loopback TCP and UDP traffic yields rx and tx samples whose flow ids 
                                      << " tx samples");
             CHECK_MESSAGE(rx + tx > 0, "no sample carries the flow id of " << f.describe());
             CHECK(wrong_proto == 0);
+            CHECK(wrong_ifindex == 0);
             CHECK(ours > 0);
             rx_total += rx;
             tx_total += tx;
