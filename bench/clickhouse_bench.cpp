@@ -10,6 +10,7 @@
 
 #include <microsentinel/clickhouse/writer.hpp>
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -181,7 +182,6 @@ void BM_insert_writer(benchmark::State& state)
         return;
     }
     auto samples = make_samples(insert_rows);
-    server().query("TRUNCATE TABLE ms_raw_samples");
     char dir[] = "/tmp/ms-ch-bench-spool-XXXXXX";
     if (!mkdtemp(dir)) {
         state.SkipWithError("mkdtemp failed");
@@ -198,6 +198,9 @@ void BM_insert_writer(benchmark::State& state)
     o.log = [](std::string_view) {};
     ch::writer w(o);
     for (auto _ : state) {
+        state.PauseTiming();
+        server().query("TRUNCATE TABLE ms_raw_samples"); // every run inserts into an empty table
+        state.ResumeTiming();
         for (const auto& s : samples)
             w.add(s);
         if (!w.drain(std::chrono::seconds(60))) {
@@ -212,8 +215,48 @@ void BM_insert_writer(benchmark::State& state)
 BENCHMARK(BM_insert_writer)->Args({65536, 0})->Args({262144, 0})->Args({65536, 1})->ArgNames({"batch_rows", "gzip"})
     ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
 
-// The server's own ceiling: clickhouse-client (native TCP) inserting the same
-// rows, serialized once by the writer's encoder for the server's columns.
+// The same rows serialized once by the writer's encoder for the server's
+// columns, in a file for clickhouse-client, and its INSERT query.
+struct client_input {
+    std::string file = "/tmp/ms-ch-bench-ceiling.rowbinary";
+    std::string query;
+    ~client_input() { std::filesystem::remove(file); }
+};
+
+void prepare_client_input(client_input& in, const std::vector<sample>& samples)
+{
+    auto columns = ch::parse_system_columns(server().query(
+        "SELECT name, type, default_kind FROM system.columns WHERE database = currentDatabase() AND table = 'ms_raw_samples'"));
+    auto plan = ch::map_columns(ch::raw_samples_table, columns);
+    ch::rowbinary_buffer payload;
+    ch::raw_sample_context ctx{"host-01.example", 0};
+    for (const auto& s : samples)
+        ch::encode_raw_sample(payload, plan, s, 0, ctx);
+    std::ofstream(in.file, std::ios::binary).write(payload.view().data(), std::streamsize(payload.size()));
+    in.query = "INSERT INTO ms_raw_samples " + plan.column_list() + " FORMAT RowBinary";
+}
+
+// Seconds clickhouse-client (native TCP) takes to insert the file; < 0 on failure.
+double client_insert_seconds(const std::string& client, const client_input& in)
+{
+    std::string port = std::to_string(server().tcp_port());
+    auto start = std::chrono::steady_clock::now();
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(in.file.c_str(), O_RDONLY);
+        dup2(fd, 0);
+        execl(client.c_str(), client.c_str(), "--host", "127.0.0.1", "--port", port.c_str(), "--query", in.query.c_str(),
+              nullptr);
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return -1;
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The server's own ceiling: clickhouse-client inserting the same rows.
 void BM_insert_clickhouse_client_ceiling(benchmark::State& state)
 {
     std::string client = microsentinel::testing::find_program("clickhouse-client");
@@ -222,42 +265,71 @@ void BM_insert_clickhouse_client_ceiling(benchmark::State& state)
         return;
     }
     auto samples = make_samples(insert_rows);
-    auto columns = ch::parse_system_columns(server().query(
-        "SELECT name, type, default_kind FROM system.columns WHERE database = currentDatabase() AND table = 'ms_raw_samples'"));
-    auto plan = ch::map_columns(ch::raw_samples_table, columns);
-    ch::rowbinary_buffer payload;
-    ch::raw_sample_context ctx{"host-01.example", 0};
-    for (const auto& s : samples)
-        ch::encode_raw_sample(payload, plan, s, 0, ctx);
-    std::string file = "/tmp/ms-ch-bench-ceiling.rowbinary";
-    std::ofstream(file, std::ios::binary).write(payload.view().data(), std::streamsize(payload.size()));
-    std::string query = "INSERT INTO ms_raw_samples " + plan.column_list() + " FORMAT RowBinary";
-    std::string port = std::to_string(server().tcp_port());
-    server().query("TRUNCATE TABLE ms_raw_samples");
+    client_input in;
+    prepare_client_input(in, samples);
     for (auto _ : state) {
-        auto start = std::chrono::steady_clock::now();
-        pid_t pid = fork();
-        if (pid == 0) {
-            int in = open(file.c_str(), O_RDONLY);
-            dup2(in, 0);
-            execl(client.c_str(), client.c_str(), "--host", "127.0.0.1", "--port", port.c_str(), "--query", query.c_str(),
-                  nullptr);
-            _exit(127);
-        }
-        int status = 0;
-        waitpid(pid, &status, 0);
-        auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        server().query("TRUNCATE TABLE ms_raw_samples"); // outside the manual time
+        double seconds = client_insert_seconds(client, in);
+        if (seconds < 0) {
             state.SkipWithError("clickhouse-client failed");
             break;
         }
-        state.SetIterationTime(elapsed);
+        state.SetIterationTime(seconds);
     }
     state.SetItemsProcessed(std::int64_t(state.iterations() * samples.size()));
-    state.counters["rows_in_table"] = double(std::stoull(server().query("SELECT count() FROM ms_raw_samples")));
-    std::filesystem::remove(file);
 }
 BENCHMARK(BM_insert_clickhouse_client_ceiling)->Unit(benchmark::kMillisecond)->UseManualTime()->Iterations(3);
+
+// Writer and clickhouse-client back to back in every iteration, so both meet
+// the same load on a shared machine: the fair side-by-side comparison.
+void BM_insert_writer_beside_client(benchmark::State& state)
+{
+    std::string client = microsentinel::testing::find_program("clickhouse-client");
+    if (!have_server() || client.empty()) {
+        state.SkipWithError("clickhouse-server or clickhouse-client not installed");
+        return;
+    }
+    auto samples = make_samples(insert_rows);
+    client_input in;
+    prepare_client_input(in, samples);
+    char dir[] = "/tmp/ms-ch-bench-spool-XXXXXX";
+    if (!mkdtemp(dir)) {
+        state.SkipWithError("mkdtemp failed");
+        return;
+    }
+    ch::writer_options o;
+    o.urls = {server().url()};
+    o.spool_dir = dir;
+    o.host = "host-01.example";
+    o.log = [](std::string_view) {};
+    ch::writer w(o); // the binary's defaults: 65536 rows / 8 MiB per batch, no gzip
+    double writer_seconds = 0, client_seconds = 0;
+    for (auto _ : state) {
+        server().query("TRUNCATE TABLE ms_raw_samples");
+        auto start = std::chrono::steady_clock::now();
+        for (const auto& s : samples)
+            w.add(s);
+        if (!w.drain(std::chrono::seconds(60))) {
+            state.SkipWithError(("insert failed: " + w.last_error()).c_str());
+            break;
+        }
+        double ws = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        server().query("TRUNCATE TABLE ms_raw_samples");
+        double cs = client_insert_seconds(client, in);
+        if (cs < 0) {
+            state.SkipWithError("clickhouse-client failed");
+            break;
+        }
+        writer_seconds += ws;
+        client_seconds += cs;
+        state.SetIterationTime(ws);
+    }
+    state.SetItemsProcessed(std::int64_t(state.iterations() * samples.size()));
+    state.counters["writer_rows_per_s"] = double(state.iterations() * samples.size()) / writer_seconds;
+    state.counters["client_rows_per_s"] = double(state.iterations() * samples.size()) / client_seconds;
+    std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_insert_writer_beside_client)->Unit(benchmark::kMillisecond)->UseManualTime()->Iterations(3);
 
 } // namespace
 
