@@ -115,6 +115,7 @@ options parse_args(int argc, char** argv)
 template <class Rollup>
 struct exporter_pipeline {
     prom::metrics_state& state;
+    const prom::http_exporter& server;
     microsentinel::sample_decoder& decoder;
     Rollup& rollup;
     steady::time_point last_publish = steady::now();
@@ -142,6 +143,7 @@ struct exporter_pipeline {
     {
         last_publish = steady::now();
         prom::set_decode_stats(state, decoder.stats());
+        state.set_http_stats(server.stats());
         state.publish(last_publish);
     }
 };
@@ -185,7 +187,7 @@ int run(const options& o)
         microsentinel::flow_rollup rollup(rc, [&state](std::span<const microsentinel::flow_rollup_row> rows) {
             state.add_flow_rows(rows, steady::now());
         });
-        exporter_pipeline<decltype(rollup)> pipeline{state, decoder, rollup};
+        exporter_pipeline<decltype(rollup)> pipeline{state, server, decoder, rollup};
         microsentinel::replay(reader, decoder, pipeline);
         rollup.flush();
         pipeline.publish();
@@ -202,6 +204,7 @@ int run(const options& o)
     // Input done: keep serving, and keep publishing so that stale flows expire.
     while (!stop_requested && status == 0) {
         ::sleep(1);
+        state.set_http_stats(server.stats());
         state.publish(steady::now());
     }
     server.stop();

@@ -56,6 +56,7 @@ prom::metrics_snapshot everything()
                                                          microsentinel::layout_source::capture_header, {}});
     m.set_writer_health({1000, 2, 65536});
     m.set_data_objects_registered(12);
+    m.set_http_stats({5, 1, 1, 0, 0, 2, 0});
     m.publish(prom::metrics_state::clock::now());
     return *m.current();
 }
@@ -67,6 +68,7 @@ TEST_CASE("promtool accepts the text format of every family without lint finding
     const std::string promtool = mt::require_program("promtool", "prometheus");
     const std::string text = prom::render(everything(), prom::exposition_format::text);
     REQUIRE(text.find("micro_sentinel_writer_spool_bytes 65536") != std::string::npos);
+    REQUIRE(text.find("micro_sentinel_exporter_http_connections_total{outcome=\"timed_out\"} 2") != std::string::npos);
     auto r = promtool_check(promtool, text);
     INFO(r.output);
     CHECK(r.status == 0);

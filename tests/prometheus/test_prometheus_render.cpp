@@ -47,6 +47,7 @@ prom::metrics_snapshot hand_built_snapshot()
     s.writer = prom::writer_health{10, 1, 4096};
     s.data_objects_registered = 3;
     s.exporter = {5, 2, 0, 1};
+    s.http = prom::http_stats{20, 1, 2, 3, 4, 5, 6};
     return s;
 }
 
@@ -163,6 +164,14 @@ TEST_CASE("the text format shows each family with HELP and TYPE, counters named 
     CHECK(out.find("micro_sentinel_exporter_flows_evicted_total 2\n") != std::string::npos);
     CHECK(out.find("micro_sentinel_exporter_rows_untracked_total 0\n") != std::string::npos);
     CHECK(out.find("micro_sentinel_exporter_rows_late_total 1\n") != std::string::npos);
+    CHECK(out.find("# TYPE micro_sentinel_exporter_http_connections_total counter\n"
+                   "micro_sentinel_exporter_http_connections_total{outcome=\"scrape\"} 20\n"
+                   "micro_sentinel_exporter_http_connections_total{outcome=\"not_found\"} 1\n"
+                   "micro_sentinel_exporter_http_connections_total{outcome=\"method_not_allowed\"} 2\n"
+                   "micro_sentinel_exporter_http_connections_total{outcome=\"bad_request\"} 3\n"
+                   "micro_sentinel_exporter_http_connections_total{outcome=\"rejected_busy\"} 4\n"
+                   "micro_sentinel_exporter_http_connections_total{outcome=\"timed_out\"} 5\n"
+                   "micro_sentinel_exporter_http_connections_total{outcome=\"aborted\"} 6\n") != std::string::npos);
     CHECK(out.find("# UNIT") == std::string::npos);
     CHECK(out.find("# EOF") == std::string::npos);
     CHECK(out.back() == '\n');
@@ -188,6 +197,8 @@ TEST_CASE("OpenMetrics names counter families without _total, has info and units
                    "micro_sentinel_writer_spool_bytes 4096\n") != std::string::npos);
     CHECK(out.find("# TYPE micro_sentinel_rollup_window_start_seconds gauge\n"
                    "# UNIT micro_sentinel_rollup_window_start_seconds seconds\n") != std::string::npos);
+    CHECK(out.find("# TYPE micro_sentinel_exporter_http_connections counter\n"
+                   "micro_sentinel_exporter_http_connections_total{outcome=\"scrape\"} 20\n") != std::string::npos);
     CHECK(out.find("_total counter") == std::string::npos);
     CHECK(out.size() >= 6);
     CHECK(out.substr(out.size() - 6) == "# EOF\n");
@@ -209,6 +220,7 @@ TEST_CASE("optional families are absent until the pipeline reports them")
     CHECK(out.find("micro_sentinel_data_objects_registered") == std::string::npos);
     CHECK(out.find("micro_sentinel_sample_layout_info") == std::string::npos);
     CHECK(out.find("micro_sentinel_rollup_window_start_seconds") == std::string::npos);
+    CHECK(out.find("micro_sentinel_exporter_http_connections") == std::string::npos);
     CHECK(out.find("# TYPE micro_sentinel_flow_cost gauge\n# HELP micro_sentinel_rollup") == std::string::npos);
     CHECK(out.find("# TYPE micro_sentinel_flow_cost gauge\n# HELP micro_sentinel_samples_total") != std::string::npos);
 }

@@ -149,6 +149,18 @@ TEST_CASE("the exporter serves a capture read from standard input, and promtool 
     CHECK(WEXITSTATUS(rc) == 0);
     CHECK(mt::read_file(dir / "promtool.txt").empty());
 
+    // The server's own counts reach the metrics with the next publish (each second).
+    const std::string counted = "micro_sentinel_exporter_http_connections_total{outcome=\"not_found\"} 1\n";
+    CHECK(mt::http_request(port, "GET", "/nope").status == 404);
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    do {
+        r = mt::http_request(port, "GET", "/metrics");
+        if (r.body.find(counted) != std::string::npos)
+            break;
+        std::this_thread::sleep_for(200ms);
+    } while (std::chrono::steady_clock::now() < until);
+    CHECK(r.body.find(counted) != std::string::npos);
+
     CHECK(p.terminate() == 0); // SIGTERM is a clean shutdown
 }
 

@@ -47,17 +47,6 @@ public:
     using std::runtime_error::runtime_error;
 };
 
-// Connections by outcome: answered (by status), rejected, timed out or aborted.
-struct http_stats {
-    std::uint64_t scrapes = 0;             // 200
-    std::uint64_t not_found = 0;           // 404
-    std::uint64_t method_not_allowed = 0;  // 405
-    std::uint64_t bad_requests = 0;        // 400, 431
-    std::uint64_t rejected_busy = 0;       // 503: max_connections reached
-    std::uint64_t timed_out = 0;           // request or response did not finish within io_timeout
-    std::uint64_t aborted = 0;             // the client closed or reset the connection first
-};
-
 namespace detail {
 
 inline std::string errno_text(int err) { return std::strerror(err); }

@@ -103,6 +103,7 @@ public:
     }
     void set_writer_health(const writer_health& w) { writer_ = w; }
     void set_data_objects_registered(std::uint64_t n) { data_objects_registered_ = n; }
+    void set_http_stats(const http_stats& s) { http_ = s; }
 
     // Evicts flows unseen for the staleness interval, selects the top K per
     // (direction, event) and makes the result what scrapes see.
@@ -119,6 +120,7 @@ public:
         snap->data_objects_registered = data_objects_registered_;
         snap->exporter = health_;
         snap->exporter.flows_tracked = flows_.size();
+        snap->http = http_;
         std::shared_ptr<const metrics_snapshot> done = std::move(snap);
         std::lock_guard lock(published_mutex_);
         published_.swap(done);
@@ -232,6 +234,7 @@ private:
     std::optional<writer_health> writer_;
     std::optional<std::uint64_t> data_objects_registered_;
     exporter_health health_;
+    std::optional<http_stats> http_;
 
     mutable std::mutex published_mutex_; // guards the pointer swap and copy only
     std::shared_ptr<const metrics_snapshot> published_;

@@ -147,6 +147,10 @@ inline constexpr metric_family rows_untracked{
 inline constexpr metric_family rows_late{
     "micro_sentinel_exporter_rows_late", metric_type::counter,
     "Rollup rows of a window older than the latest one; not in micro_sentinel_flow_cost."};
+inline constexpr metric_family http_connections{
+    "micro_sentinel_exporter_http_connections", metric_type::counter,
+    "Connections to the metrics endpoint by outcome: scrape, not_found, method_not_allowed, bad_request, "
+    "rejected_busy (connection limit), timed_out, aborted."};
 } // namespace families
 
 inline void render(const metrics_snapshot& s, exposition_format f, std::string& out)
@@ -211,6 +215,22 @@ inline void render(const metrics_snapshot& s, exposition_format f, std::string& 
     append_sample(out, families::rows_untracked, {}, s.exporter.rows_untracked);
     append_family_header(out, families::rows_late, f);
     append_sample(out, families::rows_late, {}, s.exporter.rows_late);
+
+    if (s.http) {
+        const http_stats& h = *s.http;
+        append_family_header(out, families::http_connections, f);
+        const std::pair<std::string_view, std::uint64_t> outcomes[] = {
+            {"scrape", h.scrapes},
+            {"not_found", h.not_found},
+            {"method_not_allowed", h.method_not_allowed},
+            {"bad_request", h.bad_requests},
+            {"rejected_busy", h.rejected_busy},
+            {"timed_out", h.timed_out},
+            {"aborted", h.aborted},
+        };
+        for (const auto& [outcome, n] : outcomes)
+            append_sample(out, families::http_connections, {{"outcome", outcome}}, n);
+    }
 
     if (f == exposition_format::openmetrics)
         out += "# EOF\n";

@@ -72,6 +72,17 @@ struct exporter_health {
     std::uint64_t rows_late = 0;       // rows of a window older than the latest one, not shown
 };
 
+// Connections by outcome: answered (by status), rejected, timed out or aborted.
+struct http_stats {
+    std::uint64_t scrapes = 0;             // 200
+    std::uint64_t not_found = 0;           // 404
+    std::uint64_t method_not_allowed = 0;  // 405
+    std::uint64_t bad_requests = 0;        // 400, 431
+    std::uint64_t rejected_busy = 0;       // 503: max_connections reached
+    std::uint64_t timed_out = 0;           // request or response did not finish within io_timeout
+    std::uint64_t aborted = 0;             // the client closed or reset the connection first
+};
+
 struct metrics_snapshot {
     // Grouped by (direction, event) in that order; in a group the top K flows
     // by cost (descending, ties by flow id) and then the "other" series.
@@ -83,6 +94,7 @@ struct metrics_snapshot {
     std::optional<writer_health> writer;               // absent in processes without a writer
     std::optional<std::uint64_t> data_objects_registered; // absent without a registry
     exporter_health exporter;
+    std::optional<http_stats> http; // absent where no HTTP server reports
 };
 
 } // namespace microsentinel::prometheus
