@@ -6,6 +6,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
+#include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -308,4 +311,57 @@ TEST_CASE("micro-sentinel-bpf.service is a oneshot that stays active, and its st
     INFO("ExecStop: " << stopped.err);
     CHECK(stopped.exit_code == 0);
     CHECK(!c.anything_pinned());
+}
+
+TEST_CASE("asking for a hardware event without a PMU is one line with the fix, and nothing is pinned")
+{
+    require_collector_environment();
+    test_collector c;
+    run_result probe = c.load(object_v2, {"--events", "auto"});
+    REQUIRE(probe.exit_code == 0);
+    if (contains(probe.out, "events: hardware"))
+        skip_or_fail("this machine has a hardware PMU; the no-PMU error cannot happen here");
+    REQUIRE(c.loader({"--unload"}).exit_code == 0);
+
+    run_result r = c.load(object_v2, {"--events", "cpu-clock,cycles"});
+    CHECK(r.exit_code != 0);
+    CHECK(line_count(r.err) == 1);
+    CHECK(contains(r.err, "'cycles' needs a hardware PMU"));
+    CHECK(contains(r.err, "fix: use software events"));
+    CHECK(!c.anything_pinned());
+}
+
+TEST_CASE("every option --help lists is one the loader accepts")
+{
+    require_collector_environment();
+    test_collector c;
+    run_result help = run({loader_path, "--help"}, c.dir);
+    REQUIRE(help.exit_code == 0);
+    // A value each option accepts; actions other than --status are left out (they act).
+    const std::map<std::string, std::string> values = {
+        {"--object", object_v2}, {"--pin-dir", c.pin_dir}, {"--events", "cpu-clock"}, {"--sample-rate", "100"},
+        {"--fault-period", "8"}, {"--budget", "10"}, {"--burst", "2"}, {"--flow-ttl-us", "500"},
+        {"--skid-ns", "0"}, {"--hook", "raw_tp"}, {"--softirq-hooks", "off"}, {"--duration", "1"},
+        {"--verbose", ""}, {"--help", ""}, {"--status", ""}, {"--unload", ""}, {"--record", ""},
+        {"--set-budget", ""}};
+    std::set<std::string> listed;
+    std::istringstream in(help.out);
+    for (std::string word; in >> word;)
+        if (word.rfind("--", 0) == 0 && word.size() > 2 && std::isalpha(static_cast<unsigned char>(word[2])))
+            listed.insert(word.substr(0, word.find_first_of(",.)':")));
+    CHECK(listed.size() >= 15);
+    for (const auto& flag : listed) {
+        CAPTURE(flag);
+        REQUIRE_MESSAGE(values.count(flag) == 1, "--help lists " << flag << ", which this test does not know");
+        if (flag == "--help" || flag == "--unload" || flag == "--record" || flag == "--set-budget" ||
+            flag == "--status" || flag == "--pin-dir")
+            continue;
+        std::vector<std::string> argv{loader_path, "--status", "--pin-dir", c.pin_dir, flag};
+        if (!values.at(flag).empty())
+            argv.push_back(values.at(flag));
+        run_result r = run(argv, c.dir);
+        // Accepted: the status action runs and finds nothing pinned (exit 1), not a usage error (exit 2).
+        CHECK(r.exit_code == 1);
+        CHECK(contains(r.err, "no collector is pinned"));
+    }
 }
