@@ -3,7 +3,10 @@
 #include <bpf/bpf.h>
 #include <doctest/doctest.h>
 #include <net/if.h>
+#include <linux/magic.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <algorithm>
 #include <cctype>
@@ -364,4 +367,25 @@ TEST_CASE("every option --help lists is one the loader accepts")
         CHECK(r.exit_code == 1);
         CHECK(contains(r.err, "no collector is pinned"));
     }
+}
+
+TEST_CASE("the loader mounts bpffs at the pin directory's parent when that is an empty directory")
+{
+    require_collector_environment();
+    test_collector c;
+    const std::string parent = c.dir + "/bpffs";
+    const std::string pins = parent + "/micro_sentinel";
+    REQUIRE(mkdir(parent.c_str(), 0700) == 0);
+    run_result r = run({loader_path, "--pin-dir", pins, "--object", object_v2}, c.dir);
+    INFO("loader: " << r.out << r.err);
+    struct statfs st {};
+    const bool mounted = statfs(parent.c_str(), &st) == 0 && st.f_type == BPF_FS_MAGIC;
+    CHECK(r.exit_code == 0);
+    CHECK(mounted);
+    CHECK(path_exists(pins + "/ms_on_sample"));
+    run_result u = run({loader_path, "--unload", "--pin-dir", pins}, c.dir);
+    CHECK(u.exit_code == 0);
+    CHECK(!path_exists(pins));
+    if (mounted)
+        CHECK(umount2(parent.c_str(), MNT_DETACH) == 0);
 }
