@@ -119,7 +119,12 @@ struct exporter_pipeline {
     microsentinel::sample_decoder& decoder;
     Rollup& rollup;
     steady::time_point last_publish = steady::now();
-    std::uint32_t until_clock_check = 0;
+    std::uint64_t samples_seen = 0;
+    std::uint64_t max_tsc = 0;
+    // Where sample time stood when the stream last went quiet, and when that was.
+    std::uint64_t quiet_since_samples = ~std::uint64_t{0};
+    std::uint64_t quiet_tsc = 0;
+    steady::time_point quiet_at{};
 
     void on_sample(const microsentinel::sample& s)
     {
@@ -127,14 +132,28 @@ struct exporter_pipeline {
             throw replay_stopped{};
         state.count_sample(s.dir, s.pmu_event);
         rollup.add(s, s.ip, 0);
-        if (++until_clock_check % 4096 == 0 && steady::now() - last_publish >= std::chrono::seconds(1))
+        if (s.tsc > max_tsc)
+            max_tsc = s.tsc;
+        if (++samples_seen % 4096 == 0 && steady::now() - last_publish >= std::chrono::seconds(1))
             publish();
     }
     void on_layout(const microsentinel::negotiated_layout& layout) { prom::set_layout(state, layout); }
-    // The loader writes counters about once a second: a live stream publishes
-    // on them even when too few samples arrive to reach the clock check.
+
+    // The loader writes counters about once a second, samples or not. They
+    // publish, so a live stream is served as it goes; and while no samples
+    // arrive they move the rollup's clock on by the real time that passed, so
+    // the last window closes and shows. Replayed at full speed, almost no real
+    // time passes between frames, and sample time alone decides.
     void on_counters(const microsentinel::collector_counters& c)
     {
+        const auto now = steady::now();
+        if (samples_seen != quiet_since_samples) {
+            quiet_since_samples = samples_seen;
+            quiet_tsc = max_tsc;
+            quiet_at = now;
+        } else if (samples_seen != 0) {
+            rollup.advance_time(quiet_tsc + std::uint64_t(std::chrono::nanoseconds(now - quiet_at).count()));
+        }
         prom::set_collector_counters(state, c);
         publish();
     }

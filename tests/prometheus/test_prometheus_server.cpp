@@ -199,6 +199,36 @@ TEST_CASE("while a stream is still open, the windows it closed are already serve
     CHECK(p.terminate() == 0);
 }
 
+TEST_CASE("when a live stream goes quiet, its last window closes with real time and shows")
+{
+    mt::temp_dir dir;
+    const auto fifo = dir / "stream";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    mt::child_process p({exporter, "--listen", "127.0.0.1:0", "--window-ms", "500"}, dir / "log.txt", fifo);
+    const int writer = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+    REQUIRE(writer >= 0);
+    // Samples in window [1.0 s, 1.5 s) and nothing after them: only real time can close it.
+    const std::string head = mt::capture_header_bytes(2) + mt::sample_frame({1'000'000'000, cpu_clock, 4004, 1, tx}) +
+                             mt::sample_frame({1'100'000'000, cpu_clock, 4004, 1, tx});
+    REQUIRE(::write(writer, head.data(), head.size()) == ssize_t(head.size()));
+    const std::uint16_t port = exporter_port(dir / "log.txt");
+
+    // Counters every 200 ms, as a loader with an idle collector writes them.
+    const std::string counters = mt::counters_frame(2, 0, 0);
+    mt::http_response r;
+    const auto end = std::chrono::steady_clock::now() + 20s;
+    do {
+        REQUIRE(::write(writer, counters.data(), counters.size()) == ssize_t(counters.size()));
+        std::this_thread::sleep_for(200ms);
+        r = mt::http_request(port, "GET", "/metrics");
+    } while (r.body.find("flow=\"4004\"") == std::string::npos && std::chrono::steady_clock::now() < end);
+    INFO(r.body);
+    CHECK(r.body.find("micro_sentinel_flow_cost{flow=\"4004\",direction=\"tx\",event=\"cpu_clock\"} 2\n") !=
+          std::string::npos);
+    ::close(writer);
+    CHECK(p.terminate() == 0);
+}
+
 TEST_CASE("a layout change in the stream shows in the layout info, and decoder skips are counted")
 {
     mt::temp_dir dir;
