@@ -64,7 +64,8 @@ namespace detail {
 inline negotiated_layout negotiate_from_kernel_btf_id(std::uint32_t btf_id, const std::string& what)
 {
     if (btf_id == 0)
-        throw layout_error(what + " carries no BTF; load a collector built with BTF (clang -g)");
+        throw layout_error(what + " carries no BTF (ring buffers never do); negotiate from the collector's "
+                                  "sampling program, or load a collector built with BTF (clang -g)");
     btf_ptr btf(btf__load_from_kernel_by_id(btf_id));
     if (!btf)
         throw layout_error("cannot load BTF id " + std::to_string(btf_id) + " of " + what + ": " +
