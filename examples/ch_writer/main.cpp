@@ -30,7 +30,7 @@ namespace {
 
 enum exit_code : int {
     exit_ok = 0,          // every row delivered
-    exit_usage = 1,       // bad flags or configuration
+    exit_usage = 1,       // bad flags or configuration, or an unusable spool directory
     exit_bad_input = 2,   // the capture is malformed or unreadable (rows before the error were written)
     exit_undelivered = 3, // batches remain in the spool (server down, wrong URL or credentials); retried on the next start
     exit_lost_rows = 4,   // rows were quarantined (rejected by the server) or dropped (table missing)
@@ -72,7 +72,8 @@ void usage(std::FILE* out)
         "  --help                  this text\n"
         "\n"
         "Credentials are never taken from the command line or the URL.\n"
-        "Exit codes: 0 everything delivered; 1 bad flags or configuration; 2 malformed or unreadable\n"
+        "Exit codes: 0 everything delivered; 1 bad flags or configuration, or the spool directory is\n"
+        "unusable (not writable, disk full); 2 malformed or unreadable\n"
         "capture (the message names the byte offset; rows before it were written); 3 batches remain\n"
         "in the spool (server unreachable, wrong URL or credentials: they are retried on the next\n"
         "start); 4 rows were rejected by the server (kept in SPOOL/quarantine) or dropped because\n"

@@ -416,3 +416,21 @@ TEST_CASE("a full spool blocks the caller (backpressure) instead of dropping; it
     CHECK(number("SELECT count() FROM ms_raw_samples") == total);
     CHECK(number("SELECT uniqExact(ip) FROM ms_raw_samples") == total);
 }
+
+TEST_CASE("a writer destroyed with rows in open batches spools them, and the next writer delivers them")
+{
+    fresh_schema();
+    temp_dir spool;
+    {
+        captured_log log;
+        ch::writer w(options_for({server().url()}, spool.path, log));
+        for (std::uint64_t i = 0; i < 700; ++i) // below batch_rows: nothing sent yet
+            w.add(nth_sample(i));
+    }
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 0);
+    captured_log log;
+    ch::writer w(options_for({server().url()}, spool.path, log));
+    REQUIRE(w.drain(10s));
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 700);
+    CHECK(w.stats().batches_replayed == 1);
+}

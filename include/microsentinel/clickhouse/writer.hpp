@@ -114,6 +114,25 @@ public:
                  " bytes) from " + spool_.dir().string());
     }
 
+    // Rows still in open batches go to the spool (no network): a writer
+    // destroyed without drain() loses nothing; the next one sends them.
+    ~writer()
+    {
+        for (auto& t : tables_) {
+            if (t.rows == 0)
+                continue;
+            batch b = take_batch(t);
+            try {
+                if (spool_.fits(b))
+                    spool_.push(b);
+                else
+                    options_.log("writer closed with a full spool: " + std::to_string(b.rows) + " rows of " + b.table + " dropped");
+            } catch (const std::exception& e) {
+                options_.log(std::string("writer closed: cannot spool ") + std::to_string(b.rows) + " rows of " + b.table + ": " + e.what());
+            }
+        }
+    }
+
     writer(const writer&) = delete;
     writer& operator=(const writer&) = delete;
 
@@ -381,7 +400,9 @@ private:
         return hex;
     }
 
-    void close_batch(table_state& t)
+    void close_batch(table_state& t) { deliver(take_batch(t)); }
+
+    batch take_batch(table_state& t)
     {
         batch b;
         b.sequence = spool_.take_sequence();
@@ -392,7 +413,7 @@ private:
         b.token = content_token(b);
         t.buffer.reserve(std::min<std::size_t>(options_.batch_bytes + 4096, 64u << 20));
         t.rows = 0;
-        deliver(std::move(b));
+        return b;
     }
 
     // Sends a new batch, or spools it behind older ones to keep the order.
