@@ -128,7 +128,8 @@ TEST_CASE("loopback TCP and UDP traffic yields rx and tx samples whose flow ids 
     for (std::string softirq_hooks : {"on", "off"}) {
         CAPTURE(softirq_hooks);
         test_collector c;
-        run_result r = c.load(object_v2, {"--sample-rate", "2000", "--budget", "0", "--softirq-hooks", softirq_hooks});
+        run_result r = c.load(object_v2, {"--sample-rate", "2000", "--budget", "0", "--softirq-hooks", softirq_hooks,
+                                        "--events", "cpu-clock,page-faults"});
         INFO("loader: " << r.err);
         REQUIRE(r.exit_code == 0);
 

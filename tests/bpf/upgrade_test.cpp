@@ -54,7 +54,7 @@ TEST_CASE("the v1 object records decode with direction rx and correct other fiel
 {
     require_collector_environment();
     test_collector c;
-    run_result r = c.load(object_v1, {"--sample-rate", "2000"});
+    run_result r = c.load(object_v1, {"--sample-rate", "2000", "--events", "cpu-clock,page-faults"});
     INFO("loader: " << r.err);
     REQUIRE(r.exit_code == 0);
     CHECK(contains(r.out, "layout v1"));
@@ -106,7 +106,7 @@ TEST_CASE("replacing the pinned collector v2 -> v1 -> v2 under a recording consu
 {
     require_collector_environment();
     test_collector c;
-    run_result r = c.load(object_v2, {"--sample-rate", "2000"});
+    run_result r = c.load(object_v2, {"--sample-rate", "2000", "--events", "cpu-clock,page-faults"});
     INFO("loader: " << r.err);
     REQUIRE(r.exit_code == 0);
     const std::uint32_t first_id = pinned_prog_id(c.pin_dir + "/ms_on_sample");
@@ -118,9 +118,9 @@ TEST_CASE("replacing the pinned collector v2 -> v1 -> v2 under a recording consu
     std::thread driver([&] { traffic.run_for(8s); });
 
     std::this_thread::sleep_for(2500ms);
-    run_result to_v1 = c.load(object_v1, {"--sample-rate", "2000"});
+    run_result to_v1 = c.load(object_v1, {"--sample-rate", "2000", "--events", "cpu-clock,page-faults"});
     std::this_thread::sleep_for(2500ms);
-    run_result to_v2 = c.load(object_v2, {"--sample-rate", "2000"});
+    run_result to_v2 = c.load(object_v2, {"--sample-rate", "2000", "--events", "cpu-clock,page-faults"});
     driver.join();
     run_result rr = rec.wait(30s);
 
