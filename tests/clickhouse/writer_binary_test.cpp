@@ -95,13 +95,13 @@ struct capture_bytes {
     }
 
     // A v2 sample frame: key ip = i; odd samples are tx.
-    capture_bytes& sample(std::uint64_t i)
+    capture_bytes& sample(std::uint64_t i, std::uint32_t pid = 100, std::uint64_t data_addr = 0)
     {
         le(std::uint32_t(1)).le(std::uint32_t(320));
         std::size_t start = s.size();
         le(std::uint64_t(1'000'000'000 + i * 1000)); // tsc
-        le(std::uint32_t(i % 2)).le(std::uint32_t(100)).le(std::uint32_t(101)).le(std::uint32_t(1)); // cpu pid tid event
-        le(std::uint64_t(i)).le(std::uint64_t(0)).le(std::uint64_t(7 + i % 5));                      // ip data_addr flow
+        le(std::uint32_t(i % 2)).le(pid).le(pid + 1).le(std::uint32_t(2));                  // cpu pid tid event
+        le(std::uint64_t(i)).le(data_addr).le(std::uint64_t(7 + i % 5));                      // ip data_addr flow
         le(std::uint32_t(1)).le(std::uint16_t(2)).le(std::uint16_t(0)).le(std::uint8_t(6));          // gso ifindex numa l4
         le(std::uint8_t(i % 2)).le(std::uint8_t(0)).le(std::uint8_t(0));                             // direction lbr_nr pad
         le(std::uint32_t(0));                                                                        // to offset 64
@@ -368,4 +368,29 @@ TEST_CASE("https with --ca-file: rows arrive over TLS; without the CA the certif
     CHECK(ok.exit_code == 4); // ms_flow_rollup does not exist on this server: its rows are dropped and counted
     CHECK(ok.err.find("ms_flow_rollup does not exist") != std::string::npos);
     CHECK(std::stoull(trim(tls_server.query("SELECT count() FROM ms_raw_samples WHERE host = 'tls-host'"))) == 100);
+}
+
+TEST_CASE("--data-objects on: data addresses resolve through /proc, objects land in ms_data_objects, ids in the rows")
+{
+    fresh_schema();
+    server().query("CREATE TABLE ms_data_objects (object_id UInt64, host String, mapping String, base UInt64, size UInt64, "
+                   "permissions String) ENGINE = ReplacingMergeTree ORDER BY (host, object_id)");
+    // Page faults of this (live) test process on its own heap.
+    std::vector<char> heap(1 << 20, 'x');
+    const auto addr = reinterpret_cast<std::uint64_t>(heap.data()) + 4096;
+    const auto pid = std::uint32_t(getpid());
+    temp_dir dir;
+    auto cap = capture_bytes::header("objects-host");
+    for (std::uint64_t i = 0; i < 10; ++i)
+        cap.sample(i, pid, addr + i * 64);
+    auto path = write_file(dir, "in.cap", cap.s);
+    auto r = run({"--clickhouse-url", server().url(), "--spool-dir", (dir.path / "spool").string(), "--data-objects", "on", path},
+                 "", dir);
+    INFO(r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(number("SELECT count() FROM ms_raw_samples WHERE data_object_id != 0") == 10);
+    CHECK(number("SELECT uniqExact(data_object_id) FROM ms_raw_samples") == 1);
+    CHECK(number("SELECT count() FROM ms_data_objects FINAL WHERE object_id IN (SELECT data_object_id FROM ms_raw_samples) AND base <= " +
+                 std::to_string(addr) + " AND base + size > " + std::to_string(addr)) == 1);
+    CHECK(number("SELECT sum(samples) FROM ms_flow_rollup WHERE data_object_id != 0") == 10);
 }
