@@ -61,6 +61,18 @@ struct {
 	__type(value, struct ms_bucket);
 } ms_bucket SEC(".maps");
 
+/* bpf_read_branch_records writes perf_branch_entry (24 bytes); records keep from/to. */
+struct ms_branch_scratch {
+	struct perf_branch_entry entries[MS_LBR_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ms_branch_scratch);
+} ms_branch_scratch SEC(".maps");
+
 /* An IPv4 header without options or an IPv6 header, then the L4 ports. */
 union ms_l3l4 {
 	__u8 version_ihl;
@@ -332,6 +344,28 @@ static __always_inline __u64 ms_wakeup_flags(void)
 										      : BPF_RB_NO_WAKEUP;
 }
 
+static __always_inline void ms_copy_branches(struct bpf_perf_event_data *ctx, struct ms_sample *s)
+{
+	struct ms_branch_scratch *b;
+	__u32 zero = 0, i, nr;
+	long bytes;
+
+	b = bpf_map_lookup_elem(&ms_branch_scratch, &zero);
+	if (!b)
+		return;
+	bytes = bpf_read_branch_records(ctx, b->entries, sizeof(b->entries), 0);
+	if (bytes <= 0)
+		return;
+	nr = bytes / sizeof(b->entries[0]);
+	for (i = 0; i < MS_LBR_MAX; i++) {
+		if (i >= nr)
+			break;
+		s->lbr[i].from = b->entries[i].from;
+		s->lbr[i].to = b->entries[i].to;
+	}
+	s->lbr_nr = nr < MS_LBR_MAX ? nr : MS_LBR_MAX;
+}
+
 /* The bpf cookie of each perf event link is its enum ms_pmu_event. */
 SEC("perf_event")
 int ms_on_sample(struct bpf_perf_event_data *ctx)
@@ -370,6 +404,8 @@ int ms_on_sample(struct bpf_perf_event_data *ctx)
 	if (event == MS_EVT_PAGE_FAULTS || event == MS_EVT_LLC_MISSES)
 		s->data_addr = ctx->addr;
 	s->numa_node = bpf_get_numa_node_id();
+	if (cfg->lbr)
+		ms_copy_branches(ctx, s);
 
 	cf = bpf_map_lookup_elem(&ms_cpu_flow, &zero);
 	if (cf)

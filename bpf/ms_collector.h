@@ -29,7 +29,7 @@ struct ms_config {
 	 * and its records must stop at once.
 	 */
 	__u32 paused;
-	__u32 pad;
+	__u32 lbr; /* copy the sample's branch stack (hardware events opened with one) */
 };
 
 /* ms_counters: per CPU, summed by user space. */

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <memory>
 #include <string_view>
@@ -113,6 +114,10 @@ load_result load_collector(const options& o)
     }
     event_choice events = choose_events(o.events);
     result.hardware_pmu = events.hardware_pmu;
+    if (o.lbr && std::none_of(events.events.begin(), events.events.end(), [](const event_spec& e) { return e.hardware; }))
+        throw loader_error("--lbr needs hardware events, and " +
+                               std::string(events.hardware_pmu ? "none was asked for" : "this machine has no PMU"),
+                           events.hardware_pmu ? "add --events cycles (or auto)" : "drop --lbr");
     ensure_bpffs(o.pin_dir);
 
     object_ptr obj(bpf_object__open_file(o.object.c_str(), nullptr));
@@ -144,6 +149,7 @@ load_result load_collector(const options& o)
     cfg.burst = o.burst ? o.burst : (o.budget / 10 ? o.budget / 10 : 1);
     cfg.flow_ttl_ns = o.flow_ttl_us * 1000;
     cfg.skid_ns = o.skid_ns;
+    cfg.lbr = o.lbr;
     __u32 key = 0;
     if (bpf_map_update_elem(bpf_map__fd(config_map), &key, &cfg, BPF_ANY) != 0)
         throw loader_error("cannot configure the collector: " + errno_text(errno), "run as root");
@@ -161,7 +167,7 @@ load_result load_collector(const options& o)
         pin_link(links.back().get(), staging.path() + "/link_" + hook_names[i]);
     }
 
-    const sampling rates{o.sample_rate_hz, o.fault_period};
+    const sampling rates{o.sample_rate_hz, o.fault_period, o.lbr};
     const int cpus = libbpf_num_possible_cpus();
     for (const auto& ev : events.events) {
         int opened = 0;

@@ -30,6 +30,8 @@ std::string usage_text(const std::string& default_object)
            "  --sample-rate HZ    samples/s per CPU: cpu-clock fires every 1e9/HZ ns of CPU time; hardware\n"
            "                      events use it as their sampling frequency (default: 997)\n"
            "  --fault-period N    sample one in N page faults (default: 16)\n"
+           "  --lbr               record each hardware sample's branch stack (last branch records) in\n"
+           "                      ms_sample.lbr; needs hardware events\n"
            "  --budget N          samples/s per CPU the token bucket lets through, 0 = no limit (default: 20000)\n"
            "  --burst N           token bucket depth in samples (default: budget/10, at least 1)\n"
            "  --flow-ttl-us N     a packet's flow context is attributed for N us (default: 1000)\n"
@@ -121,6 +123,8 @@ std::optional<options> parse_options(int argc, char** argv, const std::string& d
             o.softirq_hooks = v == "on";
         } else if (arg == "--duration") {
             o.duration_s = parse_seconds(arg, value());
+        } else if (arg == "--lbr") {
+            o.lbr = true;
         } else if (arg == "--verbose") {
             o.verbose = true;
         } else {

@@ -22,7 +22,8 @@ struct options {
     std::uint64_t flow_ttl_us = 1000;
     std::uint64_t skid_ns = 0;
     std::string hook = "tp_btf";
-    bool softirq_hooks = true;                         // end rx contexts with their NET_RX softirq
+    bool softirq_hooks = true;
+    bool lbr = false;                                  // branch stacks with hardware events                         // end rx contexts with their NET_RX softirq
     std::string record_file;
     double duration_s = 0;                             // 0: until SIGINT/SIGTERM
     bool verbose = false;

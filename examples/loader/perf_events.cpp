@@ -100,10 +100,18 @@ int open_event(const event_spec& spec, int cpu, const sampling& s)
         if (e->id == MS_EVT_LLC_MISSES)
             attr.sample_type = PERF_SAMPLE_ADDR;
     }
+    if (s.branch_stack && e->type == PERF_TYPE_HARDWARE) {
+        attr.sample_type |= PERF_SAMPLE_BRANCH_STACK;
+        attr.branch_sample_type = PERF_SAMPLE_BRANCH_ANY | PERF_SAMPLE_BRANCH_USER | PERF_SAMPLE_BRANCH_KERNEL;
+    }
     int fd = perf_event_open(&attr, cpu);
     if (fd >= 0)
         return fd;
     int err = errno;
+    if (s.branch_stack && (err == EOPNOTSUPP || err == EINVAL))
+        throw loader_error("perf_event_open(" + spec.name + ") with a branch stack failed: " + errno_text(err) +
+                               " (the CPU or hypervisor exposes no last branch records)",
+                           "drop --lbr");
     if (err == ENODEV)
         return -1;
     if (err == EACCES || err == EPERM)

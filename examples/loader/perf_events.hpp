@@ -25,6 +25,7 @@ event_choice choose_events(const std::string& list);
 struct sampling {
     std::uint64_t frequency_hz; // cpu-clock and hardware events
     std::uint64_t fault_period; // page-faults
+    bool branch_stack;          // hardware events record their branch stack (LBR)
 };
 
 // A perf event fd sampling `spec` on `cpu`, or -1 when the CPU is offline.

@@ -334,6 +334,18 @@ TEST_CASE("asking for a hardware event without a PMU is one line with the fix, a
     CHECK(!c.anything_pinned());
 }
 
+TEST_CASE("--lbr with software events only is one line with the fix, and nothing is pinned")
+{
+    require_collector_environment();
+    test_collector c;
+    run_result r = c.load(object_v2, {"--events", "cpu-clock,page-faults", "--lbr"});
+    CHECK(r.exit_code != 0);
+    CHECK(line_count(r.err) == 1);
+    CHECK(contains(r.err, "--lbr needs hardware events"));
+    CHECK(contains(r.err, "fix: "));
+    CHECK(!c.anything_pinned());
+}
+
 TEST_CASE("every option --help lists is one the loader accepts")
 {
     require_collector_environment();
@@ -345,7 +357,7 @@ TEST_CASE("every option --help lists is one the loader accepts")
         {"--object", object_v2}, {"--pin-dir", c.pin_dir}, {"--events", "cpu-clock"}, {"--sample-rate", "100"},
         {"--fault-period", "8"}, {"--budget", "10"}, {"--burst", "2"}, {"--flow-ttl-us", "500"},
         {"--skid-ns", "0"}, {"--hook", "raw_tp"}, {"--softirq-hooks", "off"}, {"--duration", "1"},
-        {"--verbose", ""}, {"--help", ""}, {"--status", ""}, {"--unload", ""}, {"--record", ""},
+        {"--verbose", ""}, {"--lbr", ""}, {"--help", ""}, {"--status", ""}, {"--unload", ""}, {"--record", ""},
         {"--set-budget", ""}};
     std::set<std::string> listed;
     std::istringstream in(help.out);
