@@ -224,6 +224,24 @@ TEST_CASE("a pin directory where bpffs cannot be mounted is one line with the fi
     CHECK(!path_exists(parent + "/pins_staging"));
 }
 
+TEST_CASE("a kernel without BTF is one line with the fix, and nothing is pinned")
+{
+    require_collector_environment();
+    const std::string unshare = require_program("unshare", "util-linux");
+    test_collector c;
+    // A private mount namespace where /sys/kernel/btf is an empty tmpfs: the host keeps its BTF.
+    run_result r = run({unshare, "--mount", "sh", "-c",
+                        "mount -t tmpfs none /sys/kernel/btf && exec \"$0\" \"$@\"", loader_path, "--pin-dir",
+                        c.pin_dir, "--object", object_v2},
+                       c.dir);
+    CHECK(r.exit_code != 0);
+    CHECK(line_count(r.err) == 1);
+    CHECK(contains(r.err, "the kernel exposes no BTF"));
+    CHECK(contains(r.err, "fix: boot a kernel built with CONFIG_DEBUG_INFO_BTF=y"));
+    CHECK(!c.anything_pinned());
+    CHECK(access("/sys/kernel/btf/vmlinux", R_OK) == 0);
+}
+
 TEST_CASE("a missing object file is one line naming the path, and nothing is pinned")
 {
     require_collector_environment();
