@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "chdb_server.hpp"
+#include "writer_failing_proxy.hpp"
 
 namespace ch = microsentinel::clickhouse;
 using microsentinel::direction;
@@ -172,4 +173,30 @@ TEST_CASE("the same rows in the same batch carry the same insert_deduplication_t
         w.add(nth_sample(i));
     REQUIRE(w.drain(30s));
     CHECK(number("SELECT count() FROM ms_raw_samples") == 4000); // other rows, other token: stored
+}
+
+TEST_CASE("an insert that committed but whose answer was lost is retried with the same token and stored once")
+{
+    fresh_tables();
+    apply_migration("0001_baseline.sql");
+    apply_migration("202501_direction_and_data_objects.sql");
+    microsentinel::testing::failing_proxy proxy(server().http_port());
+    temp_dir spool;
+    std::vector<std::string> log;
+    ch::writer w([&] {
+        auto o = options_for(spool.path, log);
+        o.urls = {proxy.url()};
+        return o;
+    }());
+    for (std::uint64_t i = 0; i < 500; ++i) // below a batch: the schema is read through the relay
+        w.add(nth_sample(i));
+    proxy.set_losing_answers(true);
+    w.flush();
+    REQUIRE(proxy.lost_answers() >= 1);
+    CHECK(w.pending().size() == 1);
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 500); // committed, though the writer never heard so
+    proxy.set_losing_answers(false);
+    REQUIRE(w.drain(30s));
+    CHECK(w.stats().batches_replayed == 1);
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 500);
 }

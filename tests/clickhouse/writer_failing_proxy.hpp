@@ -1,7 +1,8 @@
 #pragma once
-// A test-only HTTP proxy in front of a REAL server: while failing() is set it
-// answers every request with HTTP 500 (after reading it whole); otherwise it
-// relays bytes both ways unchanged. For "the server answers 500 for a while".
+// A test-only HTTP proxy in front of a REAL server. Modes: relay bytes both
+// ways unchanged; answer every request with HTTP 500 (after reading it whole),
+// for "the server answers 500 for a while"; or pass the request on and drop
+// the server's answer, for an insert that committed but whose answer was lost.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -48,7 +49,9 @@ public:
 
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/"; }
     void set_failing(bool f) { failing_ = f; }
+    void set_losing_answers(bool l) { losing_ = l; }
     std::uint64_t failed_requests() const { return failed_requests_; }
+    std::uint64_t lost_answers() const { return lost_answers_; }
     std::uint64_t connections() const { return connections_accepted_; }
 
 private:
@@ -66,10 +69,9 @@ private:
         }
     }
 
-    // Reads one request (headers + Content-Length body) and answers 500.
-    void fail_one(int fd)
+    // Reads one request: headers and a Content-Length body.
+    bool read_request(int fd, std::string& req)
     {
-        std::string req;
         char buf[65536];
         std::size_t need = std::string::npos;
         while (!stop_) {
@@ -87,9 +89,17 @@ private:
                 continue;
             ssize_t n = read(fd, buf, sizeof buf);
             if (n <= 0)
-                return;
+                return false;
             req.append(buf, std::size_t(n));
         }
+        return true;
+    }
+
+    void fail_one(int fd)
+    {
+        std::string req;
+        if (!read_request(fd, req))
+            return;
         const std::string body = "Code: 999, e.displayText() = DB::Exception: injected failure by the test proxy\n";
         std::string resp = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: " + std::to_string(body.size()) +
                            "\r\nConnection: close\r\n\r\n" + body;
@@ -97,7 +107,30 @@ private:
         ++failed_requests_;
     }
 
-    void relay(int fd)
+    // Sends the request to the server, waits for its answer, then closes the
+    // client's connection without passing the answer on.
+    void lose_answer(int fd)
+    {
+        std::string req;
+        if (!read_request(fd, req))
+            return;
+        int up = connect_upstream();
+        if (up < 0)
+            return;
+        for (std::size_t off = 0; off < req.size();) {
+            ssize_t w = write(up, req.data() + off, req.size() - off);
+            if (w <= 0)
+                break;
+            off += std::size_t(w);
+        }
+        char buf[4096];
+        pollfd p{up, POLLIN, 0};
+        if (poll(&p, 1, 10000) > 0 && read(up, buf, sizeof buf) > 0)
+            ++lost_answers_; // the server answered: the insert is done, the client never hears it
+        close(up);
+    }
+
+    int connect_upstream()
     {
         int up = socket(AF_INET, SOCK_STREAM, 0);
         sockaddr_in a{};
@@ -106,14 +139,22 @@ private:
         a.sin_port = htons(upstream_);
         if (connect(up, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
             close(up);
-            return;
+            return -1;
         }
+        return up;
+    }
+
+    void relay(int fd)
+    {
+        int up = connect_upstream();
+        if (up < 0)
+            return;
         char buf[65536];
         pollfd p[2] = {{fd, POLLIN, 0}, {up, POLLIN, 0}};
         // Switching to failing drops relayed keep-alive connections, so the
         // client's next request meets the failure.
-        while (!stop_ && !failing_) {
-            if (poll(p, 2, 100) <= 0 || failing_)
+        while (!stop_ && !failing_ && !losing_) {
+            if (poll(p, 2, 100) <= 0 || failing_ || losing_)
                 continue;
             bool closed = false;
             for (int i = 0; i < 2 && !closed; ++i) {
@@ -144,6 +185,8 @@ private:
     {
         if (failing_)
             fail_one(fd);
+        else if (losing_)
+            lose_answer(fd);
         else
             relay(fd);
         close(fd);
@@ -154,6 +197,8 @@ private:
     int listen_fd_ = -1;
     std::atomic<bool> stop_{false};
     std::atomic<bool> failing_{false};
+    std::atomic<bool> losing_{false};
+    std::atomic<std::uint64_t> lost_answers_{0};
     std::atomic<std::uint64_t> failed_requests_{0};
     std::atomic<std::uint64_t> connections_accepted_{0};
     std::thread acceptor_;

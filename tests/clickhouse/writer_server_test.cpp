@@ -434,3 +434,24 @@ TEST_CASE("a writer destroyed with rows in open batches spools them, and the nex
     CHECK(number("SELECT count() FROM ms_raw_samples") == 700);
     CHECK(w.stats().batches_replayed == 1);
 }
+
+TEST_CASE("18.16 has no insert_deduplication_token: a retry after a lost answer is stored twice in MergeTree and once after ReplacingMergeTree's merge")
+{
+    fresh_schema();
+    server().query("DROP TABLE ms_raw_samples");
+    server().query("CREATE TABLE ms_raw_samples (ts DateTime, host String, ip UInt64) ENGINE = ReplacingMergeTree ORDER BY (host, ip)");
+    microsentinel::testing::failing_proxy proxy(server().http_port());
+    temp_dir spool;
+    captured_log log;
+    ch::writer w(options_for({proxy.url()}, spool.path, log));
+    for (std::uint64_t i = 0; i < 500; ++i)
+        w.add(nth_sample(i));
+    proxy.set_losing_answers(true);
+    w.flush();
+    REQUIRE(proxy.lost_answers() >= 1);
+    proxy.set_losing_answers(false);
+    REQUIRE(w.drain(30s));
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 1000); // the documented 18.16 limitation
+    server().query("OPTIMIZE TABLE ms_raw_samples FINAL");
+    CHECK(number("SELECT count() FROM ms_raw_samples FINAL") == 500);
+}
