@@ -172,8 +172,14 @@ static __always_inline void ms_note_packet(struct sk_buff *skb, __u8 direction, 
 	cf = bpf_map_lookup_elem(&ms_cpu_flow, &zero);
 	if (!cf)
 		return;
-	shinfo = (struct skb_shared_info *)(head + MS_SKB(typed, skb, end));
-	bpf_probe_read_kernel(&gso_segs, sizeof(gso_segs), &shinfo->gso_segs);
+	/*
+	 * GSO skbs are paged in practice (TCP, UDP_SEGMENT and GRO build frags); a
+	 * linear one is counted as one segment, which saves a probe read per packet.
+	 */
+	if (MS_SKB(typed, skb, data_len)) {
+		shinfo = (struct skb_shared_info *)(head + MS_SKB(typed, skb, end));
+		bpf_probe_read_kernel(&gso_segs, sizeof(gso_segs), &shinfo->gso_segs);
+	}
 
 	head_idx = (cf->head + 1) & (MS_FLOW_HISTORY - 1);
 	slot = &cf->hist[head_idx];
