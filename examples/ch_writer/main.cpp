@@ -326,8 +326,13 @@ int main(int argc, char** argv)
             decoded = stats.decoded;
             skipped = stats.skipped_total();
         } catch (const microsentinel::capture_error& e) {
-            std::fprintf(stderr, "micro_sentinel_ch_writer: %s\n", e.what());
-            status = exit_bad_input;
+            // A stop signal ends the input wherever it is, possibly inside a frame.
+            if (stop_requested) {
+                std::fprintf(stderr, "micro_sentinel_ch_writer: stopped by a signal; writing what was read\n");
+            } else {
+                std::fprintf(stderr, "micro_sentinel_ch_writer: %s\n", e.what());
+                status = exit_bad_input;
+            }
         } catch (const microsentinel::layout_error& e) {
             std::fprintf(stderr, "micro_sentinel_ch_writer: %s at byte offset %llu: %s\n", source.c_str(),
                          static_cast<unsigned long long>(reader.offset()), e.what());

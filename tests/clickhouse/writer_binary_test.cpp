@@ -394,3 +394,28 @@ TEST_CASE("--data-objects on: data addresses resolve through /proc, objects land
                  std::to_string(addr) + " AND base + size > " + std::to_string(addr)) == 1);
     CHECK(number("SELECT sum(samples) FROM ms_flow_rollup WHERE data_object_id != 0") == 10);
 }
+
+TEST_CASE("SIGTERM while reading a live pipe: what was read is delivered and the exit code says so")
+{
+    fresh_schema();
+    temp_dir dir;
+    process p({"--clickhouse-url", server().url(), "--spool-dir", (dir.path / "spool").string(), "--flush-interval", "50"}, "",
+              (dir.path / "e").string());
+    auto cap = capture_bytes::header("cap-host");
+    for (std::uint64_t i = 0; i < 300; ++i)
+        cap.sample(i);
+    capture_bytes next;
+    next.sample(300);
+    p.write_input(cap.s + next.s.substr(0, 108)); // ends inside a frame; the pipe stays open
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (number("SELECT count() FROM ms_raw_samples") < 300 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(20ms);
+    REQUIRE(number("SELECT count() FROM ms_raw_samples") == 300); // the flush interval sent them while the input idled
+    kill(p.pid, SIGTERM);
+    auto r = p.wait_exit();
+    INFO(r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(r.err.find("stopped by a signal") != std::string::npos);
+    CHECK(number("SELECT count() FROM ms_raw_samples") == 300);
+    CHECK(number("SELECT sum(samples) FROM ms_flow_rollup") == 300);
+}
