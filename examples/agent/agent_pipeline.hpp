@@ -5,6 +5,7 @@
 #include <microsentinel/capture.hpp>
 #include <microsentinel/clickhouse/writer.hpp>
 #include <microsentinel/data_objects.hpp>
+#include <microsentinel/prometheus/http_exporter.hpp>
 #include <microsentinel/prometheus/metrics_state.hpp>
 #include <microsentinel/prometheus/pipeline.hpp>
 #include <microsentinel/rollup.hpp>
@@ -71,6 +72,7 @@ public:
 
     struct parts {
         prometheus::metrics_state& metrics;
+        const prometheus::http_exporter* server; // null: no metrics server
         const sample_decoder& decoder;
         clickhouse::writer* writer;         // null: no ClickHouse
         data_object_registry* registry;     // null: no data objects
@@ -171,6 +173,8 @@ private:
             p_.metrics.set_writer_health(
                 {s.rows_sent[0] + s.rows_sent[1] + s.rows_sent[2], s.failed_attempts, p_.writer->pending().bytes()});
         }
+        if (p_.server)
+            p_.metrics.set_http_stats(p_.server->stats());
         p_.metrics.publish(clock::now());
     }
 

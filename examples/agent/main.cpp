@@ -3,8 +3,6 @@
 // read through the loader's recorder, so the agent consumes one format — the
 // capture stream — whether it runs live or replays a file.
 #include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,6 +17,7 @@
 #include <microsentinel/capture.hpp>
 #include <microsentinel/prometheus/http_exporter.hpp>
 
+#include "../common/stop_signals.hpp"
 #include "../loader/error.hpp"
 #include "../loader/recorder.hpp"
 #include "agent_pipeline.hpp"
@@ -30,9 +29,7 @@ using namespace microsentinel;
 
 constexpr int exit_runtime = 1, exit_usage = 2, exit_undelivered = 3;
 
-volatile std::sig_atomic_t stop_requested = 0;
-
-extern "C" void on_stop_signal(int) { stop_requested = 1; }
+using examples::stop_requested;
 
 void log_line(const std::string& line) { std::fprintf(stderr, "micro_sentinel_agent: %s\n", line.c_str()); }
 
@@ -89,18 +86,8 @@ private:
 
 int run(agent::options& o)
 {
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    // Threads started while these are blocked never take them: a signal reaches
-    // the main thread and interrupts its read.
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
     std::signal(SIGPIPE, SIG_IGN);
+    std::optional<examples::stop_signals_blocked> only_main_thread_takes_signals(std::in_place);
 
     prometheus::metrics_state metrics(o.metrics_config);
     std::optional<prometheus::http_exporter> server;
@@ -128,7 +115,7 @@ int run(agent::options& o)
         }
         source_name = o.capture;
     }
-    pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+    only_main_thread_takes_signals.reset();
 
     std::optional<capture_reader> reader;
     try {
@@ -160,7 +147,8 @@ int run(agent::options& o)
     rc.window_ns = o.rollup_window_ms * 1'000'000;
     rc.max_entries = o.rollup_max_entries;
     rc.boot_to_wall_ns = header.boot_to_wall_ns;
-    agent::agent_pipeline pipeline({metrics, decoder, writer ? &*writer : nullptr, registry ? &*registry : nullptr, live},
+    agent::agent_pipeline pipeline({metrics, server ? &*server : nullptr, decoder, writer ? &*writer : nullptr,
+                                    registry ? &*registry : nullptr, live},
                                    rc);
     pipeline.on_layout(header.layout);
 

@@ -1,7 +1,5 @@
 // micro_sentinel_exporter: replays a capture (file or stdin stream) through the
 // decoder and the flow rollup and serves the result to Prometheus.
-#include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -20,6 +18,8 @@
 #include <microsentinel/capture.hpp>
 #include <microsentinel/prometheus/prometheus.hpp>
 #include <microsentinel/rollup.hpp>
+
+#include "../common/stop_signals.hpp"
 
 namespace {
 
@@ -49,9 +49,7 @@ Exit status: 0 after a signal, 1 on an unreadable capture or a listen error,
 2 on bad options.
 )";
 
-volatile std::sig_atomic_t stop_requested = 0;
-
-extern "C" void on_stop_signal(int) { stop_requested = 1; }
+using microsentinel::examples::stop_requested;
 
 struct options {
     prom::http_options http;
@@ -176,21 +174,11 @@ int run(const options& o)
     }
     const std::string source = o.input == "-" ? "standard input" : o.input;
 
-    // Only the main thread takes SIGINT/SIGTERM: the server's threads inherit
-    // a mask that blocks them, so a signal interrupts the main thread's read.
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal; // no SA_RESTART: a blocked read returns
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
-
     prom::metrics_state state(o.metrics);
-    prom::http_exporter server(o.http, [&state] { return state.current(); });
-    pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+    prom::http_exporter server = [&] {
+        microsentinel::examples::stop_signals_blocked only_main_thread_takes_signals;
+        return prom::http_exporter(o.http, [&state] { return state.current(); });
+    }();
     std::fprintf(stderr, "micro_sentinel_exporter: serving http://%s/metrics from %s\n", server.address().c_str(),
                  source.c_str());
 

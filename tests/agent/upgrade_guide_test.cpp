@@ -120,9 +120,12 @@ TEST_CASE("the upgrade guide works end to end: migrate, upgrade the collector un
     body = traffic_until(port, [](const std::string& b) { return layout_is(b, "v1"); }, 30s);
     CHECK(layout_is(body, "v1"));
 
-    REQUIRE(agent.terminate() == 0);
+    // SIGTERM, as systemctl stop does: the agent flushes, drains to ClickHouse and exits 0.
+    ::kill(agent.pid(), SIGTERM);
+    const int status = agent.wait_exit(60s);
     const std::string log = read_file(dir / "agent.log");
     INFO(log);
+    REQUIRE(status == 0);
     std::smatch m;
     REQUIRE(std::regex_search(log, m, std::regex("(\\d+) samples decoded, (\\d+) skipped by the decoder")));
     CHECK(std::stoull(m[1]) > 0);
