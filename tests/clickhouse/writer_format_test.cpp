@@ -240,15 +240,17 @@ TEST_CASE("the spool keeps batches in order across a restart and continues the s
 TEST_CASE("a spooled batch with a flipped byte fails its checksum, is quarantined and counted")
 {
     temp_dir dir;
-    ch::spool s(dir.path, 1 << 20);
-    ch::batch b;
-    b.sequence = s.take_sequence();
-    b.table = "ms_raw_samples";
-    b.columns = "ip UInt64";
-    b.token = "x";
-    b.rows = 1;
-    b.payload = std::string(8, 'z');
-    s.push(b);
+    {
+        ch::spool s(dir.path, 1 << 20);
+        ch::batch b;
+        b.sequence = s.take_sequence();
+        b.table = "ms_raw_samples";
+        b.columns = "ip UInt64";
+        b.token = "x";
+        b.rows = 1;
+        b.payload = std::string(8, 'z');
+        s.push(b);
+    }
     auto path = dir.path / "00000000000000000001.batch";
     REQUIRE(std::filesystem::exists(path));
     {
@@ -276,4 +278,11 @@ TEST_CASE("the spool is bounded: a batch that would exceed max bytes does not fi
     s.push(b);
     b.sequence = s.take_sequence();
     CHECK_FALSE(s.fits(b));
+}
+
+TEST_CASE("a spool directory is used by one writer at a time")
+{
+    temp_dir dir;
+    ch::spool first(dir.path, 1 << 20);
+    CHECK_THROWS_WITH_AS(ch::spool(dir.path, 1 << 20), doctest::Contains("in use by another writer"), ch::spool_error);
 }

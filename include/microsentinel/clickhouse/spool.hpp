@@ -22,6 +22,7 @@
 #include <string_view>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -246,6 +247,14 @@ public:
         std::filesystem::create_directories(dir_, ec);
         if (ec)
             throw spool_error("cannot create spool directory " + dir_.string() + ": " + ec.message() + "; choose another --spool-dir");
+        // One writer per spool: two would send each other's batches twice.
+        lock_fd_ = ::open((dir_ / ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+        if (lock_fd_ < 0)
+            throw spool_error("cannot create " + (dir_ / ".lock").string() + ": " + detail::errno_text(errno) + "; check --spool-dir");
+        if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+            ::close(lock_fd_);
+            throw spool_error("spool directory " + dir_.string() + " is in use by another writer; give each writer its own --spool-dir");
+        }
         for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
             if (!entry.is_regular_file())
                 continue;
@@ -263,6 +272,15 @@ public:
             next_sequence_ = std::max(next_sequence_, seq + 1);
         }
     }
+
+    ~spool()
+    {
+        if (lock_fd_ >= 0)
+            ::close(lock_fd_);
+    }
+
+    spool(const spool&) = delete;
+    spool& operator=(const spool&) = delete;
 
     const std::filesystem::path& dir() const noexcept { return dir_; }
     std::uint64_t max_bytes() const noexcept { return max_bytes_; }
@@ -347,6 +365,7 @@ private:
     std::uint64_t next_sequence_ = 1;
     std::uint64_t corrupt_ = 0;
     class quarantine quarantine_;
+    int lock_fd_ = -1;
 };
 
 } // namespace microsentinel::clickhouse
