@@ -60,19 +60,20 @@ public:
             std::fclose(write_end); // the reader sees the end of the stream
         });
     }
-    ~pinned_source()
-    {
-        stop_requested = 1;
-        if (thread_.joinable())
-            thread_.join();
-        std::fclose(read_end_);
-    }
+    ~pinned_source() { finish(); }
 
     std::FILE* stream() const noexcept { return read_end_; }
 
-    // The recorder's failure, once its thread ended; empty if it had none.
-    std::string error()
+    // Stops the recorder and waits for it; returns its failure, empty if it
+    // had none. The read end closes first, so a recorder blocked on a full
+    // pipe gets EPIPE instead of waiting for a reader that is gone.
+    std::string finish()
     {
+        stop_requested = 1;
+        if (read_end_) {
+            std::fclose(read_end_);
+            read_end_ = nullptr;
+        }
         if (thread_.joinable())
             thread_.join();
         return error_;
@@ -87,7 +88,11 @@ private:
 int run(agent::options& o)
 {
     std::signal(SIGPIPE, SIG_IGN);
-    std::optional<examples::stop_signals_blocked> only_main_thread_takes_signals(std::in_place);
+    const bool live = o.capture.empty();
+    // Live, a stop signal ends the input by itself: the recorder drains the
+    // ring buffer, then closes the pipe. So reads restart, and nothing in
+    // flight is lost; a capture's read is interrupted instead.
+    std::optional<examples::stop_signals_blocked> only_main_thread_takes_signals(std::in_place, !live);
 
     prometheus::metrics_state metrics(o.metrics_config);
     std::optional<prometheus::http_exporter> server;
@@ -96,7 +101,6 @@ int run(agent::options& o)
         log_line("serving http://" + server->address() + "/metrics");
     }
 
-    const bool live = o.capture.empty();
     std::optional<pinned_source> pinned;
     std::FILE* in = nullptr;
     std::string source_name;
@@ -121,7 +125,7 @@ int run(agent::options& o)
     try {
         reader.emplace(in, source_name);
     } catch (const capture_error& e) {
-        std::string why = pinned ? pinned->error() : "";
+        std::string why = pinned ? pinned->finish() : "";
         log_line(why.empty() ? e.what() : why);
         return exit_runtime;
     }
@@ -163,7 +167,7 @@ int run(agent::options& o)
     }
     pipeline.finish();
     if (pinned) {
-        if (std::string why = pinned->error(); !why.empty()) {
+        if (std::string why = pinned->finish(); !why.empty()) {
             log_line(why);
             status = exit_runtime;
         }

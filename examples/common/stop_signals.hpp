@@ -14,11 +14,12 @@ inline volatile std::sig_atomic_t stop_requested = 0;
 extern "C" inline void on_stop_signal(int) { stop_requested = 1; }
 
 // While one lives, threads started inherit a mask that blocks SIGINT and
-// SIGTERM; the handler is installed without SA_RESTART, so a read in the main
-// thread returns when a signal arrives.
+// SIGTERM. With `interrupt_reads`, the handler is installed without SA_RESTART,
+// so a read in the main thread returns when a signal arrives; without, reads
+// go on, for a main thread whose input ends by itself once stop is set.
 class stop_signals_blocked {
 public:
-    stop_signals_blocked()
+    explicit stop_signals_blocked(bool interrupt_reads)
     {
         sigemptyset(&set_);
         sigaddset(&set_, SIGINT);
@@ -26,6 +27,7 @@ public:
         pthread_sigmask(SIG_BLOCK, &set_, nullptr);
         struct sigaction sa {};
         sa.sa_handler = on_stop_signal;
+        sa.sa_flags = interrupt_reads ? 0 : SA_RESTART;
         sigaction(SIGINT, &sa, nullptr);
         sigaction(SIGTERM, &sa, nullptr);
     }

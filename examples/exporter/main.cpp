@@ -176,7 +176,7 @@ int run(const options& o)
 
     prom::metrics_state state(o.metrics);
     prom::http_exporter server = [&] {
-        microsentinel::examples::stop_signals_blocked only_main_thread_takes_signals;
+        microsentinel::examples::stop_signals_blocked only_main_thread_takes_signals(true);
         return prom::http_exporter(o.http, [&state] { return state.current(); });
     }();
     std::fprintf(stderr, "micro_sentinel_exporter: serving http://%s/metrics from %s\n", server.address().c_str(),
