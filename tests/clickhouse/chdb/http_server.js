@@ -17,6 +17,7 @@
 
 const http = require('node:http');
 const path = require('node:path');
+const fs = require('node:fs');
 const zlib = require('node:zlib');
 
 let chdb;
@@ -64,6 +65,20 @@ function withSettings(sql, settings) {
   return format ? sql.slice(0, format.index) + clause + sql.slice(format.index) : sql.replace(/;?\s*$/, '') + clause;
 }
 
+// Inline data after the query is parsed as text by chDB's raw insert, which
+// breaks binary formats (a RowBinary value holding "\n\n" ends the data);
+// a file read with FROM INFILE is taken byte for byte. Null without FORMAT.
+let infileCounter = 0;
+function withInfile(sql, body) {
+  const format = /\sFORMAT\s+\w+\s*;?\s*$/i.exec(sql);
+  if (!format) return null;
+  const settings = /\sSETTINGS\s/i.exec(sql);
+  const at = settings && settings.index < format.index ? settings.index : format.index;
+  const file = path.join(dataDir, `insert-${process.pid}-${++infileCounter}.bin`);
+  fs.writeFileSync(file, body);
+  return { sql: `${sql.slice(0, at)} FROM INFILE ${sqlLiteral(file)}${sql.slice(at)}`, path: file };
+}
+
 // ClickHouse's HTTP status for an error code (src/Server/HTTPHandler.cpp, abridged).
 function statusFor(code) {
   if ([192, 193, 194, 516].includes(code)) return 401;
@@ -87,6 +102,14 @@ async function execute(req, body) {
   const urlQuery = url.searchParams.get('query') || '';
   if (urlQuery && body.length > 0) {
     if (/^\s*INSERT\b/i.test(urlQuery)) {
+      const fromFile = withInfile(urlQuery, body);
+      if (fromFile) {
+        try {
+          return await run(withSettings(fromFile.sql, settings));
+        } finally {
+          fs.rmSync(fromFile.path, { force: true });
+        }
+      }
       await native.InsertRawAsyncConnection(session.connection, withSettings(urlQuery, settings), body, false);
       return Buffer.alloc(0);
     }
