@@ -340,9 +340,9 @@ ms_current_flow(const struct ms_cpu_flow *cf, const struct ms_config *cfg, __u64
 
 /*
  * Waking the consumer per record costs an irq_work each time; it polls with a
- * short timeout anyway, so wake it only once a batch is waiting.
+ * short timeout anyway, so wake it only once a few records (4 KiB, ~12) wait.
  */
-#define MS_WAKEUP_BYTES (64 << 10)
+#define MS_WAKEUP_BYTES (4 << 10)
 
 static __always_inline __u64 ms_wakeup_flags(void)
 {
