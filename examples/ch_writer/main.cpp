@@ -6,6 +6,8 @@
 #include <microsentinel/data_objects.hpp>
 #include <microsentinel/rollup.hpp>
 
+#include "../common/clickhouse_flags.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
@@ -44,26 +46,10 @@ void usage(std::FILE* out)
         "('-' or no argument), rolls samples up per flow and writes ms_raw_samples,\n"
         "ms_flow_rollup and ms_data_objects to ClickHouse over HTTP (RowBinary).\n"
         "\n"
-        "Server:\n"
-        "  --clickhouse-url URL    server URL, e.g. http://127.0.0.1:8123/ (default); repeat for\n"
-        "                          several servers: round-robin with failover\n"
-        "  --database NAME         database (default: the user's default database)\n"
-        "  --user NAME             user (default: $CLICKHOUSE_USER, else 'default')\n"
-        "  --password-file FILE    password in the file's first line (default: the file named by\n"
-        "                          $CLICKHOUSE_PASSWORD_FILE, else $CLICKHOUSE_PASSWORD, else none)\n"
-        "  --ca-file FILE          CA bundle for https URLs; --cert-file/--key-file for mutual TLS\n"
-        "  --insecure              do not verify the server certificate\n"
-        "  --compress              gzip request bodies\n"
-        "  --timeout MS            per-request timeout (default 30000)\n"
-        "Batches:\n"
-        "  --batch-rows N          rows per INSERT at most (default 65536)\n"
-        "  --batch-bytes N         bytes per INSERT at most (default 8388608)\n"
-        "  --flush-interval MS     send a batch at least this often (default 1000)\n"
-        "  --schema-refresh MS     re-read system.columns this often (default 60000; also after a schema error)\n"
-        "Spool (batches not yet delivered; replayed on start):\n"
-        "  --spool-dir DIR         (default /var/spool/micro-sentinel/clickhouse)\n"
-        "  --spool-max-bytes N     when full, reading the input pauses (default 1073741824)\n"
-        "  --drain-timeout MS      at the end of input, keep retrying the spool this long (default 30000)\n"
+        "ClickHouse (default URL http://127.0.0.1:8123/):\n",
+        out);
+    std::fputs(microsentinel::examples::clickhouse_flags_help, out);
+    std::fputs(
         "Rows:\n"
         "  --host NAME             host column (default: the capture's host name)\n"
         "  --rollup-window MS      rollup window (default 1000)\n"
@@ -86,12 +72,10 @@ volatile std::sig_atomic_t stop_requested = 0;
 void on_signal(int) { stop_requested = 1; }
 
 struct options {
-    ch::writer_options writer;
+    microsentinel::examples::clickhouse_flags clickhouse;
     std::string input = "-";
     std::string host;
-    std::string user, password_file;
     std::uint64_t rollup_window_ms = 1000;
-    std::uint64_t drain_timeout_ms = 30000;
     std::string data_objects = "auto";
 };
 
@@ -101,20 +85,10 @@ struct options {
     std::exit(exit_usage);
 }
 
-std::uint64_t parse_number(std::string_view flag, std::string_view v)
-{
-    std::uint64_t n = 0;
-    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-    if (ec != std::errc() || end != v.data() + v.size())
-        usage_error(std::string(flag) + " needs a non-negative integer, got '" + std::string(v) + "'");
-    return n;
-}
-
 options parse_args(int argc, char** argv)
 {
+    using microsentinel::examples::parse_positive;
     options o;
-    o.writer.urls.clear();
-    o.writer.client.timeout = 30s;
     bool input_seen = false;
     for (int i = 1; i < argc; ++i) {
         std::string_view a = argv[i];
@@ -126,46 +100,11 @@ options parse_args(int argc, char** argv)
         if (a == "--help" || a == "-h") {
             usage(stdout);
             std::exit(exit_ok);
-        } else if (a == "--clickhouse-url") {
-            o.writer.urls.emplace_back(value());
-        } else if (a == "--database") {
-            o.writer.client.database = value();
-        } else if (a == "--user") {
-            o.user = value();
-        } else if (a == "--password-file") {
-            o.password_file = value();
-        } else if (a == "--ca-file") {
-            o.writer.client.tls.ca_file = value();
-        } else if (a == "--cert-file") {
-            o.writer.client.tls.cert_file = value();
-        } else if (a == "--key-file") {
-            o.writer.client.tls.key_file = value();
-        } else if (a == "--insecure") {
-            o.writer.client.tls.verify = false;
-        } else if (a == "--compress") {
-            o.writer.client.compress = true;
-        } else if (a == "--timeout") {
-            o.writer.client.timeout = std::chrono::milliseconds(parse_number(a, value()));
-        } else if (a == "--batch-rows") {
-            o.writer.batch_rows = parse_number(a, value());
-        } else if (a == "--batch-bytes") {
-            o.writer.batch_bytes = parse_number(a, value());
-        } else if (a == "--flush-interval") {
-            o.writer.flush_interval = std::chrono::milliseconds(parse_number(a, value()));
-        } else if (a == "--schema-refresh") {
-            o.writer.schema_refresh = std::chrono::milliseconds(parse_number(a, value()));
-        } else if (a == "--spool-dir") {
-            o.writer.spool_dir = std::string(value());
-        } else if (a == "--spool-max-bytes") {
-            o.writer.spool_max_bytes = parse_number(a, value());
-        } else if (a == "--drain-timeout") {
-            o.drain_timeout_ms = parse_number(a, value());
+        } else if (microsentinel::examples::parse_clickhouse_flag(a, value, o.clickhouse)) {
         } else if (a == "--host") {
             o.host = value();
         } else if (a == "--rollup-window") {
-            o.rollup_window_ms = parse_number(a, value());
-            if (o.rollup_window_ms == 0)
-                usage_error("--rollup-window must be positive");
+            o.rollup_window_ms = parse_positive(a, value());
         } else if (a == "--data-objects") {
             o.data_objects = value();
             if (o.data_objects != "auto" && o.data_objects != "on" && o.data_objects != "off")
@@ -179,8 +118,8 @@ options parse_args(int argc, char** argv)
             usage_error("more than one capture given");
         }
     }
-    if (o.writer.urls.empty())
-        o.writer.urls.push_back("http://127.0.0.1:8123/");
+    if (o.clickhouse.writer.urls.empty())
+        o.clickhouse.writer.urls.push_back("http://127.0.0.1:8123/");
     return o;
 }
 
@@ -275,7 +214,12 @@ struct pipeline {
 
 int main(int argc, char** argv)
 {
-    options o = parse_args(argc, argv);
+    options o;
+    try {
+        o = parse_args(argc, argv);
+    } catch (const microsentinel::examples::usage_error& e) {
+        usage_error(e.what());
+    }
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     std::signal(SIGPIPE, SIG_IGN);
@@ -290,7 +234,7 @@ int main(int argc, char** argv)
         }
         source = o.input;
     }
-    idle_input input{fd, int(std::max<std::uint64_t>(o.writer.flush_interval.count(), 10))};
+    idle_input input{fd, int(std::max<std::uint64_t>(o.clickhouse.writer.flush_interval.count(), 10))};
     cookie_io_functions_t io{&idle_input::read, nullptr, nullptr, nullptr};
     std::FILE* in = fopencookie(&input, "r", io);
 
@@ -299,19 +243,19 @@ int main(int argc, char** argv)
     std::optional<microsentinel::data_object_registry> registry;
     std::uint64_t decoded = 0, skipped = 0;
     try {
-        o.writer.client.auth = ch::load_credentials(o.user, o.password_file);
+        o.clickhouse.writer.client.auth = ch::load_credentials(o.clickhouse.user, o.clickhouse.password_file);
         microsentinel::capture_reader reader(in, source);
         const auto& header = reader.header();
-        o.writer.host = o.host.empty() ? header.host : o.host;
-        o.writer.boot_to_wall_ns = header.boot_to_wall_ns;
-        o.writer.log = [](std::string_view line) {
+        o.clickhouse.writer.host = o.host.empty() ? header.host : o.host;
+        o.clickhouse.writer.boot_to_wall_ns = header.boot_to_wall_ns;
+        o.clickhouse.writer.log = [](std::string_view line) {
             std::fprintf(stderr, "micro_sentinel_ch_writer: %.*s\n", int(line.size()), line.data());
         };
-        o.writer.interrupted = [] { return stop_requested != 0; };
-        writer.emplace(o.writer);
+        o.clickhouse.writer.interrupted = [] { return stop_requested != 0; };
+        writer.emplace(o.clickhouse.writer);
         bool same_host = header.host == this_host_name();
         if (o.data_objects == "on" || (o.data_objects == "auto" && same_host))
-            registry.emplace(o.writer.host);
+            registry.emplace(o.clickhouse.writer.host);
         microsentinel::rollup_config rc;
         rc.window_ns = o.rollup_window_ms * 1'000'000;
         rc.boot_to_wall_ns = header.boot_to_wall_ns;
@@ -358,7 +302,7 @@ int main(int argc, char** argv)
         return exit_usage;
     }
 
-    bool delivered = writer->drain(std::chrono::milliseconds(o.drain_timeout_ms));
+    bool delivered = writer->drain(std::chrono::milliseconds(o.clickhouse.drain_timeout_ms));
     const auto& s = writer->stats();
     std::fprintf(stderr,
                  "micro_sentinel_ch_writer: %llu samples read (%llu skipped by the decoder); rows sent: %llu raw, %llu "

@@ -12,6 +12,8 @@
 namespace microsentinel::examples {
 
 struct clickhouse_flags {
+    clickhouse_flags() { writer.client.timeout = std::chrono::seconds(30); }
+
     clickhouse::writer_options writer;
     std::string user;
     std::string password_file;
