@@ -112,6 +112,12 @@ options parse_args(int argc, char** argv)
 // once a second while samples flow) so scrapes see a stream's progress.
 template <class Rollup>
 struct exporter_pipeline {
+    exporter_pipeline(prom::metrics_state& st, const prom::http_exporter& srv, microsentinel::sample_decoder& dec,
+                      Rollup& r)
+        : state(st), server(srv), decoder(dec), rollup(r)
+    {
+    }
+
     prom::metrics_state& state;
     const prom::http_exporter& server;
     microsentinel::sample_decoder& decoder;
@@ -194,7 +200,7 @@ int run(const options& o)
         microsentinel::flow_rollup rollup(rc, [&state](std::span<const microsentinel::flow_rollup_row> rows) {
             state.add_flow_rows(rows, steady::now());
         });
-        exporter_pipeline<decltype(rollup)> pipeline{state, server, decoder, rollup};
+        exporter_pipeline<decltype(rollup)> pipeline(state, server, decoder, rollup);
         microsentinel::replay(reader, decoder, pipeline);
         rollup.flush();
         pipeline.publish();
