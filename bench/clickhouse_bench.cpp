@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "clickhouse_server.hpp"
+#include "writer_fixtures.hpp"
 
 namespace ch = microsentinel::clickhouse;
 using microsentinel::direction;
@@ -148,22 +149,8 @@ BENCHMARK(BM_serialize_raw_jsoneachrow)->Unit(benchmark::kMillisecond);
 // One server for the insert benchmarks, with the 18.16 test schema.
 microsentinel::testing::clickhouse_server& server()
 {
-    static microsentinel::testing::clickhouse_server instance;
-    static bool schema = [] {
-        std::ifstream in(MS_SCHEMA_18_16);
-        std::string statement;
-        for (std::string line; std::getline(in, line);) {
-            if (line.rfind("--", 0) == 0)
-                continue;
-            statement += line + "\n";
-            if (line.find(';') != std::string::npos) {
-                statement.erase(statement.find_last_of(';'));
-                instance.query(statement);
-                statement.clear();
-            }
-        }
-        return true;
-    }();
+    auto& instance = microsentinel::testing::shared_server<microsentinel::testing::clickhouse_server>();
+    static const bool schema = (microsentinel::testing::run_sql_file(instance, MS_SCHEMA_18_16), true);
     (void)schema;
     return instance;
 }

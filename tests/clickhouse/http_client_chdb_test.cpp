@@ -5,39 +5,25 @@
 #include <microsentinel/clickhouse/http.hpp>
 
 #include <cstdint>
-#include <cstring>
 #include <string>
 
 #include "chdb_server.hpp"
+#include "writer_fixtures.hpp"
 
 namespace ch = microsentinel::clickhouse;
 using microsentinel::testing::chdb_server;
 
 namespace {
 
-chdb_server& server()
-{
-    static chdb_server instance;
-    return instance;
-}
-
-void put_u64(std::string& out, std::uint64_t v)
-{
-    char bytes[8];
-    std::memcpy(bytes, &v, 8); // RowBinary is little-endian, as is this host (x86-64, arm64)
-    out.append(bytes, 8);
-}
+chdb_server& server() { return microsentinel::testing::shared_server<chdb_server>(); }
 
 // RowBinary rows of (k UInt64, s String), written field by field.
 std::string rowbinary(std::initializer_list<std::pair<std::uint64_t, std::string>> rows)
 {
-    std::string out;
-    for (const auto& [k, s] : rows) {
-        put_u64(out, k);
-        out += static_cast<char>(s.size()); // LEB128 length: one byte below 128
-        out += s;
-    }
-    return out;
+    microsentinel::testing::le_bytes out;
+    for (const auto& [k, s] : rows)
+        out.le(k).str(s);
+    return out.s;
 }
 
 } // namespace

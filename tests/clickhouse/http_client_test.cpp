@@ -12,18 +12,14 @@
 #include <vector>
 
 #include "clickhouse_server.hpp"
+#include "writer_fixtures.hpp"
 
 namespace ch = microsentinel::clickhouse;
 using microsentinel::testing::clickhouse_server;
 
 namespace {
 
-// One server for the whole binary: starting one costs seconds.
-clickhouse_server& server()
-{
-    static clickhouse_server instance;
-    return instance;
-}
+clickhouse_server& server() { return microsentinel::testing::shared_server<clickhouse_server>(); }
 
 struct env_guard {
     explicit env_guard(std::initializer_list<const char*> names)

@@ -1,16 +1,11 @@
 # The ClickHouse writer's tests (included by CMakeLists.txt in this directory).
-microsentinel_add_test(clickhouse_writer_format SOURCES writer_format_test.cpp
-  LIBRARIES MicroSentinel::clickhouse ZLIB::ZLIB LABELS clickhouse)
+microsentinel_add_clickhouse_test(clickhouse_writer_format SOURCES writer_format_test.cpp)
 
 microsentinel_add_clickhouse_test(clickhouse_writer_server SOURCES writer_server_test.cpp TIMEOUT 600)
-target_compile_definitions(clickhouse_writer_server PRIVATE
-  MS_SCHEMA_18_16="${CMAKE_CURRENT_SOURCE_DIR}/schema_18_16.sql")
 
 if(TARGET micro_sentinel_ch_writer)
   microsentinel_add_clickhouse_test(clickhouse_writer_binary SOURCES writer_binary_test.cpp TIMEOUT 600)
-  target_compile_definitions(clickhouse_writer_binary PRIVATE
-    MS_SCHEMA_18_16="${CMAKE_CURRENT_SOURCE_DIR}/schema_18_16.sql"
-    MS_CH_WRITER="$<TARGET_FILE:micro_sentinel_ch_writer>")
+  target_compile_definitions(clickhouse_writer_binary PRIVATE MS_CH_WRITER="$<TARGET_FILE:micro_sentinel_ch_writer>")
   add_dependencies(clickhouse_writer_binary micro_sentinel_ch_writer)
 endif()
 

@@ -19,45 +19,18 @@
 #include <vector>
 
 #include "clickhouse_server.hpp"
+#include "writer_fixtures.hpp"
 
 using microsentinel::testing::clickhouse_server;
 using namespace std::chrono_literals;
 
 namespace {
 
-clickhouse_server& server()
-{
-    static clickhouse_server instance;
-    return instance;
-}
+clickhouse_server& server() { return microsentinel::testing::shared_server<clickhouse_server>(); }
 
-std::string trim(std::string s)
-{
-    while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
-        s.pop_back();
-    return s;
-}
+std::uint64_t number(const std::string& sql) { return microsentinel::testing::query_number(server(), sql); }
 
-std::uint64_t number(const std::string& sql) { return std::stoull(trim(server().query(sql))); }
-
-void fresh_schema()
-{
-    for (const char* t : {"ms_raw_samples", "ms_flow_rollup", "ms_stack_traces", "ms_data_objects"})
-        server().query(std::string("DROP TABLE IF EXISTS ") + t);
-    std::ifstream in(MS_SCHEMA_18_16);
-    REQUIRE(in);
-    std::string statement;
-    for (std::string line; std::getline(in, line);) {
-        if (line.rfind("--", 0) == 0)
-            continue;
-        statement += line + "\n";
-        if (line.find(';') != std::string::npos) {
-            statement.erase(statement.find_last_of(';'));
-            server().query(statement);
-            statement.clear();
-        }
-    }
-}
+void fresh_schema() { microsentinel::testing::fresh_schema(server()); }
 
 struct temp_dir {
     temp_dir()
@@ -71,16 +44,7 @@ struct temp_dir {
 };
 
 // Capture bytes, little-endian, field by field (docs/capture-format.md).
-struct capture_bytes {
-    std::string s;
-    template<class T>
-    capture_bytes& le(T v)
-    {
-        for (std::size_t i = 0; i < sizeof(T); ++i)
-            s += char((std::uint64_t(v) >> (8 * i)) & 0xff);
-        return *this;
-    }
-
+struct capture_bytes : microsentinel::testing::le_bytes {
     // Header: magic, version 1, reserved, header_len, boot_to_wall, host, layout block (id 2, 320 bytes, no fields).
     static capture_bytes header(const std::string& host)
     {
@@ -367,7 +331,7 @@ TEST_CASE("https with --ca-file: rows arrive over TLS; without the CA the certif
     INFO(ok.err);
     CHECK(ok.exit_code == 4); // ms_flow_rollup does not exist on this server: its rows are dropped and counted
     CHECK(ok.err.find("ms_flow_rollup does not exist") != std::string::npos);
-    CHECK(std::stoull(trim(tls_server.query("SELECT count() FROM ms_raw_samples WHERE host = 'tls-host'"))) == 100);
+    CHECK(microsentinel::testing::query_number(tls_server, "SELECT count() FROM ms_raw_samples WHERE host = 'tls-host'") == 100);
 }
 
 TEST_CASE("--data-objects on: data addresses resolve through /proc, objects land in ms_data_objects, ids in the rows")

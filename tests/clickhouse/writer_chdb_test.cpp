@@ -15,46 +15,26 @@
 
 #include "chdb_server.hpp"
 #include "writer_failing_proxy.hpp"
+#include "writer_fixtures.hpp"
 
 namespace ch = microsentinel::clickhouse;
 using microsentinel::direction;
 using microsentinel::sample;
+using microsentinel::testing::captured_log;
 using microsentinel::testing::chdb_server;
+using microsentinel::testing::trim;
 using namespace std::chrono_literals;
 
 namespace {
 
-chdb_server& server()
-{
-    static chdb_server instance;
-    return instance;
-}
+chdb_server& server() { return microsentinel::testing::shared_server<chdb_server>(); }
 
-std::string trim(std::string s)
-{
-    while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
-        s.pop_back();
-    return s;
-}
-
-std::uint64_t number(const std::string& sql) { return std::stoull(trim(server().query(sql))); }
+std::uint64_t number(const std::string& sql) { return microsentinel::testing::query_number(server(), sql); }
 
 // Runs a migration file verbatim, statement by statement.
 void apply_migration(const std::string& name)
 {
-    std::ifstream in(std::string(MS_MIGRATIONS_DIR) + "/" + name);
-    REQUIRE(in);
-    std::string statement;
-    for (std::string line; std::getline(in, line);) {
-        if (line.rfind("--", 0) == 0)
-            continue;
-        statement += line + "\n";
-        if (line.find(';') != std::string::npos) {
-            statement.erase(statement.find_last_of(';'));
-            server().query(statement);
-            statement.clear();
-        }
-    }
+    microsentinel::testing::run_sql_file(server(), std::filesystem::path(MS_MIGRATIONS_DIR) / name);
 }
 
 struct temp_dir {
@@ -88,27 +68,12 @@ sample nth_sample(std::uint64_t i)
     return s;
 }
 
-ch::writer_options options_for(const std::filesystem::path& spool, std::vector<std::string>& log)
+ch::writer_options options_for(const std::filesystem::path& spool, captured_log& log)
 {
-    ch::writer_options o;
-    o.urls = {server().url()};
-    o.spool_dir = spool;
-    o.spool_max_bytes = 64u << 20;
-    o.batch_rows = 1000;
-    o.batch_bytes = 1u << 20;
-    o.host = "chdb-host";
-    o.boot_to_wall_ns = 1'700'000'000'000'000'000;
-    o.backoff_initial = 50ms;
-    o.backoff_max = 500ms;
-    o.log = [&log](std::string_view l) { log.emplace_back(l); };
-    return o;
+    return microsentinel::testing::test_writer_options({server().url()}, spool, "chdb-host", log);
 }
 
-void fresh_tables()
-{
-    for (const char* t : {"ms_raw_samples", "ms_flow_rollup", "ms_stack_traces", "ms_data_objects"})
-        server().query(std::string("DROP TABLE IF EXISTS ") + t);
-}
+void fresh_tables() { microsentinel::testing::drop_writer_tables(server()); }
 
 } // namespace
 
@@ -117,7 +82,7 @@ TEST_CASE("on a current engine the writer follows the migrations: baseline first
     fresh_tables();
     apply_migration("0001_baseline.sql");
     temp_dir spool;
-    std::vector<std::string> log;
+    captured_log log;
     auto o = options_for(spool.path, log);
     o.schema_refresh = 1ms;
     ch::writer w(o);
@@ -140,10 +105,7 @@ TEST_CASE("on a current engine the writer follows the migrations: baseline first
     CHECK(number("SELECT countIf(direction = 1) FROM ms_raw_samples WHERE ip >= " + std::to_string(key(1000))) == 500);
     CHECK(trim(server().query("SELECT mapping FROM ms_data_objects FINAL WHERE object_id = 11")) == "[heap]");
     CHECK(number("SELECT sum(samples) FROM ms_flow_rollup WHERE direction = 1") == 500);
-    std::size_t warnings = 0;
-    for (const auto& l : log)
-        warnings += l.find("ms_raw_samples lacks column(s) direction") != std::string::npos;
-    CHECK(warnings == 1);
+    CHECK(log.count("ms_raw_samples lacks column(s) direction") == 1);
 }
 
 TEST_CASE("the same rows in the same batch carry the same insert_deduplication_token: a resend is stored once")
@@ -153,20 +115,17 @@ TEST_CASE("the same rows in the same batch carry the same insert_deduplication_t
     apply_migration("202501_direction_and_data_objects.sql");
     for (int round = 0; round < 2; ++round) {
         temp_dir spool; // a fresh writer each time, as after a crash that lost the acknowledgement
-        std::vector<std::string> log;
+        captured_log log;
         ch::writer w(options_for(spool.path, log));
         for (std::uint64_t i = 0; i < 3000; ++i)
             w.add(nth_sample(i));
         REQUIRE(w.drain(30s));
-        std::string all;
-        for (const auto& l : log)
-            all += l + "\n";
-        INFO(all);
+        INFO(log.all());
         CHECK(w.stats().rows_sent[0] == 3000);
     }
     CHECK(number("SELECT count() FROM ms_raw_samples") == 3000);
     temp_dir spool;
-    std::vector<std::string> log;
+    captured_log log;
     ch::writer w(options_for(spool.path, log));
     for (std::uint64_t i = 3000; i < 4000; ++i)
         w.add(nth_sample(i));
@@ -181,7 +140,7 @@ TEST_CASE("an insert that committed but whose answer was lost is retried with th
     apply_migration("202501_direction_and_data_objects.sql");
     microsentinel::testing::failing_proxy proxy(server().http_port());
     temp_dir spool;
-    std::vector<std::string> log;
+    captured_log log;
     ch::writer w([&] {
         auto o = options_for(spool.path, log);
         o.urls = {proxy.url()};

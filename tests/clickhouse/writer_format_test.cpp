@@ -14,28 +14,14 @@
 #include <string>
 #include <unistd.h>
 
+#include "writer_fixtures.hpp"
+
 namespace ch = microsentinel::clickhouse;
+using bytes = microsentinel::testing::le_bytes;
 using microsentinel::direction;
 using microsentinel::sample;
 
 namespace {
-
-struct bytes {
-    std::string s;
-    template<class T>
-    bytes& le(T v)
-    {
-        for (std::size_t i = 0; i < sizeof(T); ++i)
-            s += char((std::uint64_t(v) >> (8 * i)) & 0xff);
-        return *this;
-    }
-    bytes& str(std::string_view v)
-    {
-        s += char(v.size()); // < 128: one LEB128 byte
-        s += v;
-        return *this;
-    }
-};
 
 struct temp_dir {
     temp_dir()

@@ -19,52 +19,23 @@
 
 #include "clickhouse_server.hpp"
 #include "writer_failing_proxy.hpp"
+#include "writer_fixtures.hpp"
 
 namespace ch = microsentinel::clickhouse;
 using microsentinel::direction;
 using microsentinel::sample;
+using microsentinel::testing::captured_log;
 using microsentinel::testing::clickhouse_server;
+using microsentinel::testing::trim;
 using namespace std::chrono_literals;
 
 namespace {
 
-clickhouse_server& server()
-{
-    static clickhouse_server instance;
-    return instance;
-}
+clickhouse_server& server() { return microsentinel::testing::shared_server<clickhouse_server>(); }
 
-std::string trim(std::string s)
-{
-    while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
-        s.pop_back();
-    return s;
-}
+std::uint64_t number(const std::string& sql) { return microsentinel::testing::query_number(server(), sql); }
 
-std::uint64_t number(const std::string& sql) { return std::stoull(trim(server().query(sql))); }
-
-// Drops the writer's tables and creates the 18.16 pre-migration schema.
-void fresh_schema()
-{
-    for (const char* t : {"ms_raw_samples", "ms_flow_rollup", "ms_stack_traces", "ms_data_objects"})
-        server().query(std::string("DROP TABLE IF EXISTS ") + t);
-    std::ifstream in(MS_SCHEMA_18_16);
-    REQUIRE(in);
-    std::stringstream all;
-    all << in.rdbuf();
-    std::string text = all.str(), statement;
-    std::istringstream lines(text);
-    for (std::string line; std::getline(lines, line);) {
-        if (line.rfind("--", 0) == 0)
-            continue;
-        statement += line + "\n";
-        if (line.find(';') != std::string::npos) {
-            statement.erase(statement.find_last_of(';'));
-            server().query(statement);
-            statement.clear();
-        }
-    }
-}
+void fresh_schema() { microsentinel::testing::fresh_schema(server()); }
 
 struct temp_dir {
     temp_dir()
@@ -94,39 +65,11 @@ sample nth_sample(std::uint64_t i)
     return s;
 }
 
-struct captured_log {
-    std::vector<std::string> lines;
-    std::size_t count(std::string_view needle) const
-    {
-        std::size_t n = 0;
-        for (const auto& l : lines)
-            n += l.find(needle) != std::string::npos;
-        return n;
-    }
-    std::string all() const
-    {
-        std::string s;
-        for (const auto& l : lines)
-            s += l + "\n";
-        return s;
-    }
-};
-
 ch::writer_options options_for(std::vector<std::string> urls, const std::filesystem::path& spool, captured_log& log)
 {
-    ch::writer_options o;
-    o.urls = std::move(urls);
-    o.spool_dir = spool;
-    o.spool_max_bytes = 64u << 20;
-    o.batch_rows = 1000;
-    o.batch_bytes = 1u << 20;
-    o.host = "test-host";
-    o.boot_to_wall_ns = 1'700'000'000'000'000'000;
-    o.backoff_initial = 50ms;
-    o.backoff_max = 500ms;
+    auto o = microsentinel::testing::test_writer_options(std::move(urls), spool, "test-host", log);
     o.client.connect_timeout = 1s;
     o.client.timeout = 10s;
-    o.log = [&log](std::string_view l) { log.lines.emplace_back(l); };
     return o;
 }
 
