@@ -1,7 +1,6 @@
 #include "recorder.hpp"
 
 #include <bpf/libbpf.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -115,12 +114,6 @@ std::string host_name()
     return buf;
 }
 
-bool is_regular_file(std::FILE* f)
-{
-    struct stat st {};
-    return fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode);
-}
-
 void consume(source& s)
 {
     if (int err = ring_buffer__consume(s.ring.get()); err < 0)
@@ -189,13 +182,11 @@ record_result record_pinned(const std::string& pin_dir, std::FILE* out, double d
         }
         rec.writer().flush();
     }
-    // What is left in the rings goes to a file; a pipe's reader may have
-    // stopped reading when it asked us to stop, and the write would block.
-    if (!*stop || is_regular_file(out)) {
-        for (auto& s : retired)
-            consume(*s);
-        consume(*current);
-    }
+    // What is left in the rings goes out too: readers read to the end of the
+    // stream (the agent does, after a stop), so nothing taken is lost.
+    for (auto& s : retired)
+        consume(*s);
+    consume(*current);
     rec.writer().write_counters(read_counters(current->pins.counters.get()));
     rec.writer().flush();
     return rec.result();
