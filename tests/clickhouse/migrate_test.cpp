@@ -13,11 +13,13 @@
 #include "migrations.hpp"
 #include "run_program.hpp"
 #include "sql_script.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 namespace mg = microsentinel::migrate;
 using microsentinel::testing::program_result;
 using microsentinel::testing::run_program;
+using microsentinel::testing::temp_dir;
 
 namespace {
 
@@ -36,18 +38,6 @@ bool contains(const std::string& haystack, const std::string& needle)
 {
     return haystack.find(needle) != std::string::npos;
 }
-
-struct temp_dir {
-    temp_dir()
-    {
-        char t[] = "/tmp/ms-migrations-XXXXXX";
-        REQUIRE(mkdtemp(t) != nullptr);
-        path = t;
-    }
-    ~temp_dir() { fs::remove_all(path); }
-    void write(const std::string& name, const std::string& text) const { std::ofstream(path / name) << text; }
-    fs::path path;
-};
 
 } // namespace
 
@@ -105,7 +95,7 @@ TEST_CASE("migrations load in file-name order with a checksum of their bytes")
     d.write("202501_second.sql", "SELECT 2;");
     d.write("0001_first.sql", "SELECT 1; SELECT 11;");
     d.write("notes.txt", "not a migration");
-    auto all = mg::load_migrations(d.path);
+    auto all = mg::load_migrations(d.path());
     REQUIRE(all.size() == 2);
     CHECK(all[0].name == "0001_first.sql");
     CHECK(all[0].statements == std::vector<std::string>{"SELECT 1", "SELECT 11"});
@@ -113,7 +103,7 @@ TEST_CASE("migrations load in file-name order with a checksum of their bytes")
     CHECK(all[0].checksum == mg::checksum_of("SELECT 1; SELECT 11;"));
     CHECK(all[0].checksum != all[1].checksum);
 
-    CHECK_THROWS_WITH_AS(mg::load_migrations(d.path / "missing"), doctest::Contains("--migrations"), mg::sql_error);
+    CHECK_THROWS_WITH_AS(mg::load_migrations(d.path() / "missing"), doctest::Contains("--migrations"), mg::sql_error);
 }
 
 TEST_CASE("the repository's migrations: two files, every cluster statement ON CLUSTER")
@@ -184,7 +174,7 @@ TEST_CASE("against ClickHouse 18.16 the runner refuses with the version it needs
         temp_dir d;
         d.write("password", std::string(microsentinel::testing::clickhouse_server::test_password) + "\n");
         auto r2 = migrate({"--clickhouse-url", server.url(), "--user", microsentinel::testing::clickhouse_server::test_user,
-                           "--password-file", (d.path / "password").string()},
+                           "--password-file", (d.path() / "password").string()},
                           {{"CLICKHOUSE_PASSWORD", "wrong"}, {"CLICKHOUSE_PASSWORD_FILE", ""}});
         CHECK(r2.exit_code == 1);
         CHECK(contains(r2.err, "too old"));
@@ -215,9 +205,9 @@ TEST_CASE("on a current engine the runner applies each file once and shows the g
 {
     microsentinel::testing::chdb_server server;
     temp_dir baseline_only;
-    fs::copy_file(fs::path(migrations_dir) / "0001_baseline.sql", baseline_only.path / "0001_baseline.sql");
+    fs::copy_file(fs::path(migrations_dir) / "0001_baseline.sql", baseline_only.path() / "0001_baseline.sql");
 
-    auto first = migrate({"--clickhouse-url", server.url(), "--migrations", baseline_only.path.string()});
+    auto first = migrate({"--clickhouse-url", server.url(), "--migrations", baseline_only.path().string()});
     REQUIRE_MESSAGE(first.exit_code == 0, first.err);
     CHECK(contains(first.out, "applied 0001_baseline.sql (3 statements)"));
     CHECK(contains(first.out, "DESCRIBE TABLE ms_data_objects"));
@@ -251,11 +241,11 @@ TEST_CASE("on a current engine the runner applies each file once and shows the g
     SUBCASE("an applied file that was edited is reported, not re-run")
     {
         temp_dir edited;
-        fs::copy_file(fs::path(migrations_dir) / "0001_baseline.sql", edited.path / "0001_baseline.sql");
+        fs::copy_file(fs::path(migrations_dir) / "0001_baseline.sql", edited.path() / "0001_baseline.sql");
         fs::copy_file(fs::path(migrations_dir) / "202501_direction_and_data_objects.sql",
-                      edited.path / "202501_direction_and_data_objects.sql");
-        std::ofstream(edited.path / "0001_baseline.sql", std::ios::app) << "\n-- edited\n";
-        auto r = migrate({"--clickhouse-url", server.url(), "--migrations", edited.path.string()});
+                      edited.path() / "202501_direction_and_data_objects.sql");
+        std::ofstream(edited.path() / "0001_baseline.sql", std::ios::app) << "\n-- edited\n";
+        auto r = migrate({"--clickhouse-url", server.url(), "--migrations", edited.path().string()});
         CHECK(r.exit_code == 0);
         CHECK(contains(r.err, "0001_baseline.sql changed since it was applied"));
     }
@@ -277,7 +267,7 @@ TEST_CASE("on a current engine the runner applies each file once and shows the g
         broken.write("202501_direction_and_data_objects.sql", "SELECT 1;");
         broken.write("202502_broken.sql", "SELECT 1;\nALTER TABLE no_such_table ADD COLUMN x UInt8;\n");
         broken.write("202503_after.sql", "CREATE TABLE after_broken (x UInt8) ENGINE = Memory;");
-        auto r = migrate({"--clickhouse-url", server.url(), "--migrations", broken.path.string()});
+        auto r = migrate({"--clickhouse-url", server.url(), "--migrations", broken.path().string()});
         CHECK(r.exit_code == 1);
         CHECK(contains(r.err, "202502_broken.sql, statement 2 of 2 failed"));
         CHECK(contains(r.err, "no_such_table"));

@@ -19,9 +19,11 @@
 #include <vector>
 
 #include "clickhouse_server.hpp"
+#include "temp_dir.hpp"
 #include "writer_fixtures.hpp"
 
 using microsentinel::testing::clickhouse_server;
+using microsentinel::testing::temp_dir;
 using namespace std::chrono_literals;
 
 namespace {
@@ -31,17 +33,6 @@ clickhouse_server& server() { return microsentinel::testing::shared_server<click
 std::uint64_t number(const std::string& sql) { return microsentinel::testing::query_number(server(), sql); }
 
 void fresh_schema() { microsentinel::testing::fresh_schema(server()); }
-
-struct temp_dir {
-    temp_dir()
-    {
-        char t[] = "/tmp/ms-ch-writer-bin-XXXXXX";
-        REQUIRE(mkdtemp(t) != nullptr);
-        path = t;
-    }
-    ~temp_dir() { std::filesystem::remove_all(path); }
-    std::filesystem::path path;
-};
 
 // Capture bytes, little-endian, field by field (docs/capture-format.md).
 struct capture_bytes : microsentinel::testing::le_bytes {
@@ -155,15 +146,8 @@ struct process {
 run_result run(const std::vector<std::string>& args, const std::string& input, const temp_dir& dir,
                std::vector<std::string> env = {})
 {
-    process p(args, input, (dir.path / "stderr.txt").string(), std::move(env));
+    process p(args, input, (dir.path() / "stderr.txt").string(), std::move(env));
     return p.wait_exit();
-}
-
-std::string write_file(const temp_dir& dir, const std::string& name, const std::string& bytes)
-{
-    auto path = (dir.path / name).string();
-    std::ofstream(path, std::ios::binary) << bytes;
-    return path;
 }
 
 std::size_t spooled_batches(const std::filesystem::path& spool)
@@ -210,8 +194,8 @@ TEST_CASE("a capture is written to all tables: raw samples with the capture's ho
     auto cap = capture_bytes::header("cap-host");
     for (std::uint64_t i = 0; i < 3000; ++i)
         cap.sample(i);
-    auto path = write_file(dir, "in.cap", cap.s);
-    auto r = run({"--clickhouse-url", server().url(), "--spool-dir", (dir.path / "spool").string(), "--batch-rows", "1000", path},
+    auto path = dir.write("in.cap", cap.s).string();
+    auto r = run({"--clickhouse-url", server().url(), "--spool-dir", (dir.path() / "spool").string(), "--batch-rows", "1000", path},
                  "", dir);
     INFO(r.err);
     CHECK(r.exit_code == 0);
@@ -230,8 +214,8 @@ TEST_CASE("a malformed capture: a clear error naming the byte offset, exit 2, sa
         cap.sample(i);
     const std::size_t bad_offset = cap.s.size();
     cap.le(std::uint32_t(9)).le(std::uint32_t(4)).le(std::uint32_t(0)); // frame type 9 does not exist
-    auto path = write_file(dir, "bad.cap", cap.s);
-    auto r = run({"--clickhouse-url", server().url(), "--spool-dir", (dir.path / "spool").string(), "--host", "other", path},
+    auto path = dir.write("bad.cap", cap.s).string();
+    auto r = run({"--clickhouse-url", server().url(), "--spool-dir", (dir.path() / "spool").string(), "--host", "other", path},
                  "", dir);
     INFO(r.err);
     CHECK(r.exit_code == 2);
@@ -239,8 +223,8 @@ TEST_CASE("a malformed capture: a clear error naming the byte offset, exit 2, sa
     CHECK(r.err.find("unknown frame type 9") != std::string::npos);
     CHECK(number("SELECT count() FROM ms_raw_samples WHERE host = 'other'") == 10);
 
-    auto truncated = write_file(dir, "short.cap", capture_bytes::header("h").s.substr(0, 20));
-    auto r2 = run({"--clickhouse-url", server().url(), "--spool-dir", (dir.path / "spool").string(), truncated}, "", dir);
+    auto truncated = dir.write("short.cap", capture_bytes::header("h").s.substr(0, 20)).string();
+    auto r2 = run({"--clickhouse-url", server().url(), "--spool-dir", (dir.path() / "spool").string(), truncated}, "", dir);
     CHECK(r2.exit_code == 2);
     CHECK(r2.err.find("offset") != std::string::npos);
 }
@@ -252,8 +236,8 @@ TEST_CASE("a wrong URL or wrong credentials: a clear error, exit 3, the spool ke
     auto cap = capture_bytes::header("cap-host");
     for (std::uint64_t i = 0; i < 1500; ++i)
         cap.sample(i);
-    auto path = write_file(dir, "in.cap", cap.s);
-    auto spool = (dir.path / "spool").string();
+    auto path = dir.write("in.cap", cap.s).string();
+    auto spool = (dir.path() / "spool").string();
 
     auto bad_url = run({"--clickhouse-url", "http://127.0.0.1:1/", "--spool-dir", spool, "--batch-rows", "1000",
                         "--drain-timeout", "200", path},
@@ -271,7 +255,7 @@ TEST_CASE("a wrong URL or wrong credentials: a clear error, exit 3, the spool ke
     CHECK(bad_password.err.find("rejected user 'ms_test'") != std::string::npos);
     CHECK(number("SELECT count() FROM ms_raw_samples") == 0);
 
-    auto empty = write_file(dir, "empty.cap", capture_bytes::header("cap-host").s);
+    auto empty = dir.write("empty.cap", capture_bytes::header("cap-host").s).string();
     auto good = run({"--clickhouse-url", server().url(), "--spool-dir", spool, empty}, "", dir,
                     {user, std::string("CLICKHOUSE_PASSWORD=") + clickhouse_server::test_password});
     INFO(good.err);
@@ -285,11 +269,11 @@ TEST_CASE("the writer killed with -9 while batches wait in its spool: the next r
 {
     fresh_schema();
     temp_dir dir;
-    auto spool = (dir.path / "spool").string();
+    auto spool = (dir.path() / "spool").string();
     {
         process p({"--clickhouse-url", "http://127.0.0.1:1/", "--spool-dir", spool, "--batch-rows", "500",
                    "--flush-interval", "50"},
-                  "", (dir.path / "e1").string());
+                  "", (dir.path() / "e1").string());
         auto cap = capture_bytes::header("cap-host");
         for (std::uint64_t i = 0; i < 2000; ++i)
             cap.sample(i);
@@ -300,7 +284,7 @@ TEST_CASE("the writer killed with -9 while batches wait in its spool: the next r
         REQUIRE(spooled_batches(spool) == 4);
         kill(p.pid, SIGKILL);
     }
-    auto empty = write_file(dir, "empty.cap", capture_bytes::header("cap-host").s);
+    auto empty = dir.write("empty.cap", capture_bytes::header("cap-host").s).string();
     auto r = run({"--clickhouse-url", server().url(), "--spool-dir", spool, empty}, "", dir);
     INFO(r.err);
     CHECK(r.exit_code == 0);
@@ -317,15 +301,15 @@ TEST_CASE("https with --ca-file: rows arrive over TLS; without the CA the certif
     auto cap = capture_bytes::header("tls-host");
     for (std::uint64_t i = 0; i < 100; ++i)
         cap.sample(i);
-    auto path = write_file(dir, "in.cap", cap.s);
-    auto spool = (dir.path / "spool").string();
+    auto path = dir.write("in.cap", cap.s).string();
+    auto spool = (dir.path() / "spool").string();
 
     auto refused = run({"--clickhouse-url", tls_server.https_url(), "--spool-dir", spool, "--drain-timeout", "200", path}, "", dir);
     INFO(refused.err);
     CHECK(refused.exit_code == 3);
     CHECK(refused.err.find("TLS with ClickHouse") != std::string::npos);
 
-    auto empty = write_file(dir, "empty.cap", capture_bytes::header("tls-host").s);
+    auto empty = dir.write("empty.cap", capture_bytes::header("tls-host").s).string();
     auto ok = run({"--clickhouse-url", tls_server.https_url(), "--ca-file", tls_server.ca_file(), "--spool-dir", spool, empty},
                   "", dir);
     INFO(ok.err);
@@ -347,8 +331,8 @@ TEST_CASE("--data-objects on: data addresses resolve through /proc, objects land
     auto cap = capture_bytes::header("objects-host");
     for (std::uint64_t i = 0; i < 10; ++i)
         cap.sample(i, pid, addr + i * 64);
-    auto path = write_file(dir, "in.cap", cap.s);
-    auto r = run({"--clickhouse-url", server().url(), "--spool-dir", (dir.path / "spool").string(), "--data-objects", "on", path},
+    auto path = dir.write("in.cap", cap.s).string();
+    auto r = run({"--clickhouse-url", server().url(), "--spool-dir", (dir.path() / "spool").string(), "--data-objects", "on", path},
                  "", dir);
     INFO(r.err);
     CHECK(r.exit_code == 0);
@@ -363,8 +347,8 @@ TEST_CASE("SIGTERM while reading a live pipe: what was read is delivered and the
 {
     fresh_schema();
     temp_dir dir;
-    process p({"--clickhouse-url", server().url(), "--spool-dir", (dir.path / "spool").string(), "--flush-interval", "50"}, "",
-              (dir.path / "e").string());
+    process p({"--clickhouse-url", server().url(), "--spool-dir", (dir.path() / "spool").string(), "--flush-interval", "50"}, "",
+              (dir.path() / "e").string());
     auto cap = capture_bytes::header("cap-host");
     for (std::uint64_t i = 0; i < 300; ++i)
         cap.sample(i);

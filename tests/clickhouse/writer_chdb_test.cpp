@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "chdb_server.hpp"
+#include "temp_dir.hpp"
 #include "writer_failing_proxy.hpp"
 #include "writer_fixtures.hpp"
 
@@ -22,6 +23,7 @@ using microsentinel::direction;
 using microsentinel::sample;
 using microsentinel::testing::captured_log;
 using microsentinel::testing::chdb_server;
+using microsentinel::testing::temp_dir;
 using microsentinel::testing::trim;
 using namespace std::chrono_literals;
 
@@ -36,17 +38,6 @@ void apply_migration(const std::string& name)
 {
     microsentinel::testing::run_sql_file(server(), std::filesystem::path(MS_MIGRATIONS_DIR) / name);
 }
-
-struct temp_dir {
-    temp_dir()
-    {
-        char t[] = "/tmp/ms-writer-chdb-XXXXXX";
-        REQUIRE(mkdtemp(t) != nullptr);
-        path = t;
-    }
-    ~temp_dir() { std::filesystem::remove_all(path); }
-    std::filesystem::path path;
-};
 
 // The key (ip) of sample i holds "\n\n" bytes on purpose: RowBinary bodies
 // must reach the engine byte for byte, which chDB's inline-data insert did not.
@@ -83,7 +74,7 @@ TEST_CASE("on a current engine the writer follows the migrations: baseline first
     apply_migration("0001_baseline.sql");
     temp_dir spool;
     captured_log log;
-    auto o = options_for(spool.path, log);
+    auto o = options_for(spool.path(), log);
     o.schema_refresh = 1ms;
     ch::writer w(o);
     for (std::uint64_t i = 0; i < 1000; ++i)
@@ -116,7 +107,7 @@ TEST_CASE("the same rows in the same batch carry the same insert_deduplication_t
     for (int round = 0; round < 2; ++round) {
         temp_dir spool; // a fresh writer each time, as after a crash that lost the acknowledgement
         captured_log log;
-        ch::writer w(options_for(spool.path, log));
+        ch::writer w(options_for(spool.path(), log));
         for (std::uint64_t i = 0; i < 3000; ++i)
             w.add(nth_sample(i));
         REQUIRE(w.drain(30s));
@@ -126,7 +117,7 @@ TEST_CASE("the same rows in the same batch carry the same insert_deduplication_t
     CHECK(number("SELECT count() FROM ms_raw_samples") == 3000);
     temp_dir spool;
     captured_log log;
-    ch::writer w(options_for(spool.path, log));
+    ch::writer w(options_for(spool.path(), log));
     for (std::uint64_t i = 3000; i < 4000; ++i)
         w.add(nth_sample(i));
     REQUIRE(w.drain(30s));
@@ -142,7 +133,7 @@ TEST_CASE("an insert that committed but whose answer was lost is retried with th
     temp_dir spool;
     captured_log log;
     ch::writer w([&] {
-        auto o = options_for(spool.path, log);
+        auto o = options_for(spool.path(), log);
         o.urls = {proxy.url()};
         return o;
     }());

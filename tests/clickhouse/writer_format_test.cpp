@@ -14,25 +14,16 @@
 #include <string>
 #include <unistd.h>
 
+#include "temp_dir.hpp"
 #include "writer_fixtures.hpp"
 
 namespace ch = microsentinel::clickhouse;
 using bytes = microsentinel::testing::le_bytes;
 using microsentinel::direction;
 using microsentinel::sample;
+using microsentinel::testing::temp_dir;
 
 namespace {
-
-struct temp_dir {
-    temp_dir()
-    {
-        char t[] = "/tmp/ms-writer-format-XXXXXX";
-        REQUIRE(mkdtemp(t) != nullptr);
-        path = t;
-    }
-    ~temp_dir() { std::filesystem::remove_all(path); }
-    std::filesystem::path path;
-};
 
 sample example_sample()
 {
@@ -194,7 +185,7 @@ TEST_CASE("the spool keeps batches in order across a restart and continues the s
 {
     temp_dir dir;
     {
-        ch::spool s(dir.path, 1 << 20);
+        ch::spool s(dir.path(), 1 << 20);
         for (int i = 0; i < 3; ++i) {
             ch::batch b;
             b.sequence = s.take_sequence();
@@ -208,7 +199,7 @@ TEST_CASE("the spool keeps batches in order across a restart and continues the s
         }
         CHECK(s.size() == 3);
     }
-    ch::spool s(dir.path, 1 << 20);
+    ch::spool s(dir.path(), 1 << 20);
     REQUIRE(s.size() == 3);
     CHECK(s.take_sequence() == 4);
     for (int i = 0; i < 3; ++i) {
@@ -227,7 +218,7 @@ TEST_CASE("a spooled batch with a flipped byte fails its checksum, is quarantine
 {
     temp_dir dir;
     {
-        ch::spool s(dir.path, 1 << 20);
+        ch::spool s(dir.path(), 1 << 20);
         ch::batch b;
         b.sequence = s.take_sequence();
         b.table = "ms_raw_samples";
@@ -237,23 +228,23 @@ TEST_CASE("a spooled batch with a flipped byte fails its checksum, is quarantine
         b.payload = std::string(8, 'z');
         s.push(b);
     }
-    auto path = dir.path / "00000000000000000001.batch";
+    auto path = dir.path() / "00000000000000000001.batch";
     REQUIRE(std::filesystem::exists(path));
     {
         std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
         f.seekp(-1, std::ios::end);
         f.put('y');
     }
-    ch::spool reopened(dir.path, 1 << 20);
+    ch::spool reopened(dir.path(), 1 << 20);
     CHECK_FALSE(reopened.front().has_value());
     CHECK(reopened.corrupt() == 1);
-    CHECK(std::filesystem::exists(dir.path / "quarantine" / "00000000000000000001.batch.corrupt"));
+    CHECK(std::filesystem::exists(dir.path() / "quarantine" / "00000000000000000001.batch.corrupt"));
 }
 
 TEST_CASE("the spool is bounded: a batch that would exceed max bytes does not fit")
 {
     temp_dir dir;
-    ch::spool s(dir.path, 200);
+    ch::spool s(dir.path(), 200);
     ch::batch b;
     b.sequence = s.take_sequence();
     b.table = "t";
@@ -269,6 +260,6 @@ TEST_CASE("the spool is bounded: a batch that would exceed max bytes does not fi
 TEST_CASE("a spool directory is used by one writer at a time")
 {
     temp_dir dir;
-    ch::spool first(dir.path, 1 << 20);
-    CHECK_THROWS_WITH_AS(ch::spool(dir.path, 1 << 20), doctest::Contains("in use by another writer"), ch::spool_error);
+    ch::spool first(dir.path(), 1 << 20);
+    CHECK_THROWS_WITH_AS(ch::spool(dir.path(), 1 << 20), doctest::Contains("in use by another writer"), ch::spool_error);
 }

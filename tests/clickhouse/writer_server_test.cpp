@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "clickhouse_server.hpp"
+#include "temp_dir.hpp"
 #include "writer_failing_proxy.hpp"
 #include "writer_fixtures.hpp"
 
@@ -26,6 +27,7 @@ using microsentinel::direction;
 using microsentinel::sample;
 using microsentinel::testing::captured_log;
 using microsentinel::testing::clickhouse_server;
+using microsentinel::testing::temp_dir;
 using microsentinel::testing::trim;
 using namespace std::chrono_literals;
 
@@ -36,17 +38,6 @@ clickhouse_server& server() { return microsentinel::testing::shared_server<click
 std::uint64_t number(const std::string& sql) { return microsentinel::testing::query_number(server(), sql); }
 
 void fresh_schema() { microsentinel::testing::fresh_schema(server()); }
-
-struct temp_dir {
-    temp_dir()
-    {
-        char t[] = "/tmp/ms-writer-spool-XXXXXX";
-        REQUIRE(mkdtemp(t) != nullptr);
-        path = t;
-    }
-    ~temp_dir() { std::filesystem::remove_all(path); }
-    std::filesystem::path path;
-};
 
 // Sample i: ip = i is the key the tests count; every other sample is tx.
 sample nth_sample(std::uint64_t i)
@@ -80,7 +71,7 @@ TEST_CASE("on the pre-migration 18.16 schema rows are written without direction,
     fresh_schema();
     temp_dir spool;
     captured_log log;
-    ch::writer w(options_for({server().url()}, spool.path, log));
+    ch::writer w(options_for({server().url()}, spool.path(), log));
     for (std::uint64_t i = 0; i < 5000; ++i)
         w.add(nth_sample(i));
     microsentinel::flow_rollup_row r{1'700'000'001'000'000'000, 7, direction::tx, 1, 0, 0x401000, 0, 3, 3.0};
@@ -103,7 +94,7 @@ TEST_CASE("data objects for a table the server lacks are counted as dropped and 
     fresh_schema();
     temp_dir spool;
     captured_log log;
-    auto o = options_for({server().url()}, spool.path, log);
+    auto o = options_for({server().url()}, spool.path(), log);
     o.schema_refresh = 1ms;
     ch::writer w(o);
     w.add(microsentinel::data_object_row{1, "test-host", "[heap]", 0x1000, 0x1000, "rw-p"});
@@ -124,7 +115,7 @@ TEST_CASE("a direction column added by ALTER while the writer runs is filled aft
     fresh_schema();
     temp_dir spool;
     captured_log log;
-    auto o = options_for({server().url()}, spool.path, log);
+    auto o = options_for({server().url()}, spool.path(), log);
     o.schema_refresh = 1ms;
     ch::writer w(o);
     for (std::uint64_t i = 0; i < 1000; ++i)
@@ -146,7 +137,7 @@ TEST_CASE("a column dropped while the writer runs: the insert fails with a schem
     fresh_schema();
     temp_dir spool;
     captured_log log;
-    auto o = options_for({server().url()}, spool.path, log);
+    auto o = options_for({server().url()}, spool.path(), log);
     o.schema_refresh = 0ms; // only the schema error can make it notice
     ch::writer w(o);
     for (std::uint64_t i = 0; i < 999; ++i)
@@ -173,7 +164,7 @@ TEST_CASE("clickhouse-server killed with -9 mid-stream and restarted: every samp
                    "l4_proto UInt8, lbr_nr UInt8, data_object_id UInt64) ENGINE = ReplacingMergeTree ORDER BY (host, ip)");
     temp_dir spool;
     captured_log log;
-    ch::writer w(options_for({server().url()}, spool.path, log));
+    ch::writer w(options_for({server().url()}, spool.path(), log));
     const std::uint64_t total = 20000;
     for (std::uint64_t i = 0; i < total; ++i) {
         if (i == 5500)
@@ -201,7 +192,7 @@ TEST_CASE("a server answering 500 for a while: batches are spooled and retried i
     microsentinel::testing::failing_proxy proxy(server().http_port());
     temp_dir spool;
     captured_log log;
-    ch::writer w(options_for({proxy.url()}, spool.path, log));
+    ch::writer w(options_for({proxy.url()}, spool.path(), log));
     for (std::uint64_t i = 0; i < 2000; ++i)
         w.add(nth_sample(i));
     w.flush();
@@ -226,7 +217,7 @@ TEST_CASE("wrong credentials: a clear error, the spool keeps the rows, and a wri
     temp_dir spool;
     {
         captured_log log;
-        auto o = options_for({server().url()}, spool.path, log);
+        auto o = options_for({server().url()}, spool.path(), log);
         o.client.auth = {clickhouse_server::test_user, "wrong-password"};
         ch::writer w(o);
         for (std::uint64_t i = 0; i < 2500; ++i)
@@ -238,7 +229,7 @@ TEST_CASE("wrong credentials: a clear error, the spool keeps the rows, and a wri
     }
     CHECK(number("SELECT count() FROM ms_raw_samples") == 0);
     captured_log log;
-    auto o = options_for({server().url()}, spool.path, log);
+    auto o = options_for({server().url()}, spool.path(), log);
     o.client.auth = {clickhouse_server::test_user, clickhouse_server::test_password};
     ch::writer w(o);
     CHECK(log.count("replaying 3 spooled batches") == 1);
@@ -251,7 +242,7 @@ TEST_CASE("a wrong URL: a clear error and the rows stay in the spool")
 {
     temp_dir spool;
     captured_log log;
-    ch::writer w(options_for({"http://127.0.0.1:1/"}, spool.path, log));
+    ch::writer w(options_for({"http://127.0.0.1:1/"}, spool.path(), log));
     for (std::uint64_t i = 0; i < 1500; ++i)
         w.add(nth_sample(i));
     CHECK_FALSE(w.drain(200ms));
@@ -264,7 +255,7 @@ TEST_CASE("rows the server rejects as invalid go to quarantine with the server's
     fresh_schema();
     temp_dir spool;
     {
-        ch::spool s(spool.path, 1 << 20);
+        ch::spool s(spool.path(), 1 << 20);
         ch::batch b;
         b.sequence = s.take_sequence();
         b.table = "ms_raw_samples";
@@ -275,17 +266,17 @@ TEST_CASE("rows the server rejects as invalid go to quarantine with the server's
         s.push(b);
     }
     captured_log log;
-    ch::writer w(options_for({server().url()}, spool.path, log));
+    ch::writer w(options_for({server().url()}, spool.path(), log));
     REQUIRE(w.drain(10s));
     CHECK(w.stats().quarantined_batches == 1);
     CHECK(w.stats().quarantined_rows == 2);
-    auto error_file = spool.path / "quarantine" / "00000000000000000001.error";
+    auto error_file = spool.path() / "quarantine" / "00000000000000000001.error";
     REQUIRE(std::filesystem::exists(error_file));
     std::ifstream in(error_file);
     std::stringstream text;
     text << in.rdbuf();
     CHECK(text.str().find("Cannot read all data") != std::string::npos);
-    CHECK(std::filesystem::exists(spool.path / "quarantine" / "00000000000000000001.batch"));
+    CHECK(std::filesystem::exists(spool.path() / "quarantine" / "00000000000000000001.batch"));
     CHECK(number("SELECT count() FROM ms_raw_samples") == 0);
 }
 
@@ -295,7 +286,7 @@ TEST_CASE("several URLs: batches go round-robin over all of them")
     microsentinel::testing::failing_proxy a(server().http_port()), b(server().http_port());
     temp_dir spool;
     captured_log log;
-    ch::writer w(options_for({a.url(), b.url()}, spool.path, log));
+    ch::writer w(options_for({a.url(), b.url()}, spool.path(), log));
     for (std::uint64_t i = 0; i < 4000; ++i)
         w.add(nth_sample(i));
     REQUIRE(w.drain(10s));
@@ -310,7 +301,7 @@ TEST_CASE("several URLs: batches go round-robin and fail over past a dead one")
     fresh_schema();
     temp_dir spool;
     captured_log log;
-    ch::writer w(options_for({"http://127.0.0.1:1/", server().url()}, spool.path, log));
+    ch::writer w(options_for({"http://127.0.0.1:1/", server().url()}, spool.path(), log));
     for (std::uint64_t i = 0; i < 4000; ++i)
         w.add(nth_sample(i));
     REQUIRE(w.drain(10s));
@@ -327,7 +318,7 @@ TEST_CASE("a full spool blocks the caller (backpressure) instead of dropping; it
     temp_dir spool;
     captured_log log;
     std::atomic<bool> blocked{false}, finished{false};
-    auto o = options_for({proxy.url()}, spool.path, log);
+    auto o = options_for({proxy.url()}, spool.path(), log);
     o.batch_bytes = 64u << 10;
     o.batch_rows = 100000;
     o.spool_max_bytes = 2 * o.batch_bytes + (1u << 20);
@@ -366,13 +357,13 @@ TEST_CASE("a writer destroyed with rows in open batches spools them, and the nex
     temp_dir spool;
     {
         captured_log log;
-        ch::writer w(options_for({server().url()}, spool.path, log));
+        ch::writer w(options_for({server().url()}, spool.path(), log));
         for (std::uint64_t i = 0; i < 700; ++i) // below batch_rows: nothing sent yet
             w.add(nth_sample(i));
     }
     CHECK(number("SELECT count() FROM ms_raw_samples") == 0);
     captured_log log;
-    ch::writer w(options_for({server().url()}, spool.path, log));
+    ch::writer w(options_for({server().url()}, spool.path(), log));
     REQUIRE(w.drain(10s));
     CHECK(number("SELECT count() FROM ms_raw_samples") == 700);
     CHECK(w.stats().batches_replayed == 1);
@@ -386,7 +377,7 @@ TEST_CASE("18.16 has no insert_deduplication_token: a retry after a lost answer 
     microsentinel::testing::failing_proxy proxy(server().http_port());
     temp_dir spool;
     captured_log log;
-    ch::writer w(options_for({proxy.url()}, spool.path, log));
+    ch::writer w(options_for({proxy.url()}, spool.path(), log));
     for (std::uint64_t i = 0; i < 500; ++i)
         w.add(nth_sample(i));
     proxy.set_losing_answers(true);

@@ -1,7 +1,7 @@
 #pragma once
-// Test plumbing for the Prometheus tests: a temp dir, child processes that are
-// always killed, a raw HTTP client, free loopback ports, and capture bytes
-// written field by field (docs/capture-format.md).
+// Test plumbing for the Prometheus tests: a temp dir (tests/support), child
+// processes that are always killed, a raw HTTP client, free loopback ports,
+// and capture bytes written field by field (docs/capture-format.md).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -24,30 +24,9 @@
 #include <thread>
 #include <vector>
 
+#include "temp_dir.hpp"
+
 namespace microsentinel::testing {
-
-class temp_dir {
-public:
-    temp_dir()
-    {
-        char tmpl[] = "/tmp/ms-prometheus-XXXXXX";
-        if (::mkdtemp(tmpl) == nullptr)
-            throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
-        path_ = tmpl;
-    }
-    ~temp_dir()
-    {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    const std::filesystem::path& path() const { return path_; }
-    std::filesystem::path operator/(std::string_view name) const { return path_ / name; }
-
-private:
-    std::filesystem::path path_;
-};
 
 inline std::string read_file(const std::filesystem::path& p)
 {
