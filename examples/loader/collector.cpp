@@ -175,7 +175,10 @@ load_result load_collector(const options& o)
             int fd = open_event(ev, cpu, rates);
             if (fd < 0)
                 continue;
-            LIBBPF_OPTS(bpf_perf_event_opts, opts, .bpf_cookie = ev.pmu_event);
+            // LIBBPF_OPTS is a C compound literal; pedantic C++ spells it out.
+            bpf_perf_event_opts opts{};
+            opts.sz = sizeof opts;
+            opts.bpf_cookie = ev.pmu_event;
             links.emplace_back(bpf_program__attach_perf_event_opts(on_sample, fd, &opts));
             if (!links.back()) {
                 int err = errno;
