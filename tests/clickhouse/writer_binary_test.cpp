@@ -49,6 +49,15 @@ struct capture_bytes : microsentinel::testing::le_bytes {
         return h;
     }
 
+    // The header and samples 0 .. count-1.
+    static capture_bytes with_samples(const std::string& host, std::uint64_t count)
+    {
+        capture_bytes c = header(host);
+        for (std::uint64_t i = 0; i < count; ++i)
+            c.sample(i);
+        return c;
+    }
+
     // A v2 sample frame: key ip = i; odd samples are tx.
     capture_bytes& sample(std::uint64_t i, std::uint32_t pid = 100, std::uint64_t data_addr = 0)
     {
@@ -191,9 +200,7 @@ TEST_CASE("a capture is written to all tables: raw samples with the capture's ho
 {
     fresh_schema();
     temp_dir dir;
-    auto cap = capture_bytes::header("cap-host");
-    for (std::uint64_t i = 0; i < 3000; ++i)
-        cap.sample(i);
+    auto cap = capture_bytes::with_samples("cap-host", 3000);
     auto path = dir.write("in.cap", cap.s).string();
     auto r = run({"--clickhouse-url", server().url(), "--spool-dir", (dir.path() / "spool").string(), "--batch-rows", "1000", path},
                  "", dir);
@@ -209,9 +216,7 @@ TEST_CASE("a malformed capture: a clear error naming the byte offset, exit 2, sa
 {
     fresh_schema();
     temp_dir dir;
-    auto cap = capture_bytes::header("cap-host");
-    for (std::uint64_t i = 0; i < 10; ++i)
-        cap.sample(i);
+    auto cap = capture_bytes::with_samples("cap-host", 10);
     const std::size_t bad_offset = cap.s.size();
     cap.le(std::uint32_t(9)).le(std::uint32_t(4)).le(std::uint32_t(0)); // frame type 9 does not exist
     auto path = dir.write("bad.cap", cap.s).string();
@@ -233,9 +238,7 @@ TEST_CASE("a wrong URL or wrong credentials: a clear error, exit 3, the spool ke
 {
     fresh_schema();
     temp_dir dir;
-    auto cap = capture_bytes::header("cap-host");
-    for (std::uint64_t i = 0; i < 1500; ++i)
-        cap.sample(i);
+    auto cap = capture_bytes::with_samples("cap-host", 1500);
     auto path = dir.write("in.cap", cap.s).string();
     auto spool = (dir.path() / "spool").string();
 
@@ -274,9 +277,7 @@ TEST_CASE("the writer killed with -9 while batches wait in its spool: the next r
         process p({"--clickhouse-url", "http://127.0.0.1:1/", "--spool-dir", spool, "--batch-rows", "500",
                    "--flush-interval", "50"},
                   "", (dir.path() / "e1").string());
-        auto cap = capture_bytes::header("cap-host");
-        for (std::uint64_t i = 0; i < 2000; ++i)
-            cap.sample(i);
+        auto cap = capture_bytes::with_samples("cap-host", 2000);
         p.write_input(cap.s); // the pipe stays open: the writer is mid-stream when killed
         auto deadline = std::chrono::steady_clock::now() + 30s;
         while (spooled_batches(spool) < 4 && std::chrono::steady_clock::now() < deadline)
@@ -298,9 +299,7 @@ TEST_CASE("https with --ca-file: rows arrive over TLS; without the CA the certif
     clickhouse_server tls_server(clickhouse_server::options{.tls = true});
     tls_server.query("CREATE TABLE ms_raw_samples (ts DateTime, host String, ip UInt64) ENGINE = MergeTree ORDER BY ip");
     temp_dir dir;
-    auto cap = capture_bytes::header("tls-host");
-    for (std::uint64_t i = 0; i < 100; ++i)
-        cap.sample(i);
+    auto cap = capture_bytes::with_samples("tls-host", 100);
     auto path = dir.write("in.cap", cap.s).string();
     auto spool = (dir.path() / "spool").string();
 
@@ -349,9 +348,7 @@ TEST_CASE("SIGTERM while reading a live pipe: what was read is delivered and the
     temp_dir dir;
     process p({"--clickhouse-url", server().url(), "--spool-dir", (dir.path() / "spool").string(), "--flush-interval", "50"}, "",
               (dir.path() / "e").string());
-    auto cap = capture_bytes::header("cap-host");
-    for (std::uint64_t i = 0; i < 300; ++i)
-        cap.sample(i);
+    auto cap = capture_bytes::with_samples("cap-host", 300);
     capture_bytes next;
     next.sample(300);
     p.write_input(cap.s + next.s.substr(0, 108)); // ends inside a frame; the pipe stays open

@@ -59,6 +59,13 @@ sample nth_sample(std::uint64_t i)
     return s;
 }
 
+// Adds samples first .. end-1 to the writer.
+void add_samples(ch::writer& w, std::uint64_t first, std::uint64_t end)
+{
+    for (std::uint64_t i = first; i < end; ++i)
+        w.add(nth_sample(i));
+}
+
 ch::writer_options options_for(const std::filesystem::path& spool, captured_log& log)
 {
     return microsentinel::testing::test_writer_options({server().url()}, spool, "chdb-host", log);
@@ -77,13 +84,11 @@ TEST_CASE("on a current engine the writer follows the migrations: baseline first
     auto o = options_for(spool.path(), log);
     o.schema_refresh = 1ms;
     ch::writer w(o);
-    for (std::uint64_t i = 0; i < 1000; ++i)
-        w.add(nth_sample(i));
+    add_samples(w, 0, 1000);
     REQUIRE(w.drain(30s));
     apply_migration("202501_direction_and_data_objects.sql");
     std::this_thread::sleep_for(5ms);
-    for (std::uint64_t i = 1000; i < 2000; ++i)
-        w.add(nth_sample(i));
+    add_samples(w, 1000, 2000);
     w.add(microsentinel::data_object_row{11, "chdb-host", "[heap]", 0x55550000, 0x21000, "rw-p"});
     microsentinel::flow_rollup_row r{1'700'000'001'000'000'000, 7, direction::tx, 1, 0, 0x401000, 11, 500, 500.0};
     w.add(std::span(&r, 1));
@@ -108,8 +113,7 @@ TEST_CASE("the same rows in the same batch carry the same insert_deduplication_t
         temp_dir spool; // a fresh writer each time, as after a crash that lost the acknowledgement
         captured_log log;
         ch::writer w(options_for(spool.path(), log));
-        for (std::uint64_t i = 0; i < 3000; ++i)
-            w.add(nth_sample(i));
+        add_samples(w, 0, 3000);
         REQUIRE(w.drain(30s));
         INFO(log.all());
         CHECK(w.stats().rows_sent[0] == 3000);
@@ -118,8 +122,7 @@ TEST_CASE("the same rows in the same batch carry the same insert_deduplication_t
     temp_dir spool;
     captured_log log;
     ch::writer w(options_for(spool.path(), log));
-    for (std::uint64_t i = 3000; i < 4000; ++i)
-        w.add(nth_sample(i));
+    add_samples(w, 3000, 4000);
     REQUIRE(w.drain(30s));
     CHECK(number("SELECT count() FROM ms_raw_samples") == 4000); // other rows, other token: stored
 }
@@ -137,8 +140,7 @@ TEST_CASE("an insert that committed but whose answer was lost is retried with th
         o.urls = {proxy.url()};
         return o;
     }());
-    for (std::uint64_t i = 0; i < 500; ++i) // below a batch: the schema is read through the relay
-        w.add(nth_sample(i));
+    add_samples(w, 0, 500); // below a batch: the schema is read through the relay
     proxy.set_losing_answers(true);
     w.flush();
     REQUIRE(proxy.lost_answers() >= 1);

@@ -56,6 +56,13 @@ sample nth_sample(std::uint64_t i)
     return s;
 }
 
+// Adds samples first .. end-1 to the writer.
+void add_samples(ch::writer& w, std::uint64_t first, std::uint64_t end)
+{
+    for (std::uint64_t i = first; i < end; ++i)
+        w.add(nth_sample(i));
+}
+
 ch::writer_options options_for(std::vector<std::string> urls, const std::filesystem::path& spool, captured_log& log)
 {
     auto o = microsentinel::testing::test_writer_options(std::move(urls), spool, "test-host", log);
@@ -72,8 +79,7 @@ TEST_CASE("on the pre-migration 18.16 schema rows are written without direction,
     temp_dir spool;
     captured_log log;
     ch::writer w(options_for({server().url()}, spool.path(), log));
-    for (std::uint64_t i = 0; i < 5000; ++i)
-        w.add(nth_sample(i));
+    add_samples(w, 0, 5000);
     microsentinel::flow_rollup_row r{1'700'000'001'000'000'000, 7, direction::tx, 1, 0, 0x401000, 0, 3, 3.0};
     for (int k = 0; k < 3; ++k)
         w.add(std::span(&r, 1));
@@ -118,13 +124,11 @@ TEST_CASE("a direction column added by ALTER while the writer runs is filled aft
     auto o = options_for({server().url()}, spool.path(), log);
     o.schema_refresh = 1ms;
     ch::writer w(o);
-    for (std::uint64_t i = 0; i < 1000; ++i)
-        w.add(nth_sample(i));
+    add_samples(w, 0, 1000);
     REQUIRE(w.drain(10s));
     server().query("ALTER TABLE ms_raw_samples ADD COLUMN direction UInt8 DEFAULT 0");
     std::this_thread::sleep_for(5ms);
-    for (std::uint64_t i = 1000; i < 2000; ++i)
-        w.add(nth_sample(i));
+    add_samples(w, 1000, 2000);
     REQUIRE(w.drain(10s));
     CHECK(number("SELECT count() FROM ms_raw_samples") == 2000);
     // Rows written before the migration read the default, 0 (ingress).
@@ -140,11 +144,9 @@ TEST_CASE("a column dropped while the writer runs: the insert fails with a schem
     auto o = options_for({server().url()}, spool.path(), log);
     o.schema_refresh = 0ms; // only the schema error can make it notice
     ch::writer w(o);
-    for (std::uint64_t i = 0; i < 999; ++i)
-        w.add(nth_sample(i)); // one row short of a batch: the batch stays open
+    add_samples(w, 0, 999); // one row short of a batch: the batch stays open
     server().query("ALTER TABLE ms_raw_samples DROP COLUMN numa_node");
-    for (std::uint64_t i = 999; i < 3000; ++i)
-        w.add(nth_sample(i));
+    add_samples(w, 999, 3000);
     REQUIRE(w.drain(10s));
     CHECK(number("SELECT count() FROM ms_raw_samples") == 3000);
     CHECK(number("SELECT uniqExact(ip) FROM ms_raw_samples") == 3000);
@@ -193,12 +195,10 @@ TEST_CASE("a server answering 500 for a while: batches are spooled and retried i
     temp_dir spool;
     captured_log log;
     ch::writer w(options_for({proxy.url()}, spool.path(), log));
-    for (std::uint64_t i = 0; i < 2000; ++i)
-        w.add(nth_sample(i));
+    add_samples(w, 0, 2000);
     w.flush();
     proxy.set_failing(true);
-    for (std::uint64_t i = 2000; i < 6000; ++i)
-        w.add(nth_sample(i));
+    add_samples(w, 2000, 6000);
     w.flush();
     CHECK(w.pending().size() >= 4);
     CHECK_FALSE(w.drain(300ms));
@@ -220,8 +220,7 @@ TEST_CASE("wrong credentials: a clear error, the spool keeps the rows, and a wri
         auto o = options_for({server().url()}, spool.path(), log);
         o.client.auth = {clickhouse_server::test_user, "wrong-password"};
         ch::writer w(o);
-        for (std::uint64_t i = 0; i < 2500; ++i)
-            w.add(nth_sample(i));
+        add_samples(w, 0, 2500);
         CHECK_FALSE(w.drain(300ms));
         CHECK(w.pending().size() == 3);
         CHECK(log.count("rejected user 'ms_test'") >= 1);
@@ -243,8 +242,7 @@ TEST_CASE("a wrong URL: a clear error and the rows stay in the spool")
     temp_dir spool;
     captured_log log;
     ch::writer w(options_for({"http://127.0.0.1:1/"}, spool.path(), log));
-    for (std::uint64_t i = 0; i < 1500; ++i)
-        w.add(nth_sample(i));
+    add_samples(w, 0, 1500);
     CHECK_FALSE(w.drain(200ms));
     CHECK(w.pending().size() == 2);
     CHECK(log.count("cannot connect to ClickHouse at http://127.0.0.1:1/") >= 1);
@@ -287,8 +285,7 @@ TEST_CASE("several URLs: batches go round-robin over all of them")
     temp_dir spool;
     captured_log log;
     ch::writer w(options_for({a.url(), b.url()}, spool.path(), log));
-    for (std::uint64_t i = 0; i < 4000; ++i)
-        w.add(nth_sample(i));
+    add_samples(w, 0, 4000);
     REQUIRE(w.drain(10s));
     CHECK(number("SELECT count() FROM ms_raw_samples") == 4000);
     CHECK(a.connections() >= 1);
@@ -302,8 +299,7 @@ TEST_CASE("several URLs: batches go round-robin and fail over past a dead one")
     temp_dir spool;
     captured_log log;
     ch::writer w(options_for({"http://127.0.0.1:1/", server().url()}, spool.path(), log));
-    for (std::uint64_t i = 0; i < 4000; ++i)
-        w.add(nth_sample(i));
+    add_samples(w, 0, 4000);
     REQUIRE(w.drain(10s));
     CHECK(number("SELECT count() FROM ms_raw_samples") == 4000);
     CHECK(w.stats().failovers >= 1);
@@ -330,8 +326,7 @@ TEST_CASE("a full spool blocks the caller (backpressure) instead of dropping; it
     const std::uint64_t total = 40000; // about 3 MB of rows: more than the spool holds
     std::atomic<bool> unblocked_early{false};
     std::thread producer([&] {
-        for (std::uint64_t i = 0; i < total; ++i)
-            w.add(nth_sample(i));
+        add_samples(w, 0, total);
         finished = true;
         if (!blocked)
             unblocked_early = true;
@@ -358,8 +353,7 @@ TEST_CASE("a writer destroyed with rows in open batches spools them, and the nex
     {
         captured_log log;
         ch::writer w(options_for({server().url()}, spool.path(), log));
-        for (std::uint64_t i = 0; i < 700; ++i) // below batch_rows: nothing sent yet
-            w.add(nth_sample(i));
+        add_samples(w, 0, 700); // below batch_rows: nothing sent yet
     }
     CHECK(number("SELECT count() FROM ms_raw_samples") == 0);
     captured_log log;
@@ -378,8 +372,7 @@ TEST_CASE("18.16 has no insert_deduplication_token: a retry after a lost answer 
     temp_dir spool;
     captured_log log;
     ch::writer w(options_for({proxy.url()}, spool.path(), log));
-    for (std::uint64_t i = 0; i < 500; ++i)
-        w.add(nth_sample(i));
+    add_samples(w, 0, 500);
     proxy.set_losing_answers(true);
     w.flush();
     REQUIRE(proxy.lost_answers() >= 1);

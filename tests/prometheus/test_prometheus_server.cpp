@@ -58,6 +58,21 @@ std::uint16_t exporter_port(const std::filesystem::path& log)
     return std::uint16_t(std::stoul(text.substr(at + std::string("serving http://127.0.0.1:").size())));
 }
 
+// GET /metrics until the body holds `needle` or 20 s passed (the exporter
+// publishes after its input); the last answer.
+mt::http_response scrape_until(std::uint16_t port, std::string_view needle, std::chrono::milliseconds pause = 100ms)
+{
+    mt::http_response r;
+    const auto end = std::chrono::steady_clock::now() + 20s;
+    do {
+        r = mt::http_request(port, "GET", "/metrics");
+        if (r.body.find(needle) != std::string::npos)
+            break;
+        std::this_thread::sleep_for(pause);
+    } while (std::chrono::steady_clock::now() < end);
+    return r;
+}
+
 std::string url_encode(std::string_view s)
 {
     static constexpr char hex[] = "0123456789ABCDEF";
@@ -116,14 +131,7 @@ TEST_CASE("the exporter serves a capture read from standard input, and promtool 
     const std::uint16_t port = exporter_port(dir / "log.txt");
 
     // Publishing follows the end of input; wait (bounded) until the rows are there.
-    mt::http_response r;
-    const auto end = std::chrono::steady_clock::now() + 20s;
-    do {
-        r = mt::http_request(port, "GET", "/metrics");
-        if (r.body.find("flow=\"1001\"") != std::string::npos)
-            break;
-        std::this_thread::sleep_for(100ms);
-    } while (std::chrono::steady_clock::now() < end);
+    mt::http_response r = scrape_until(port, "flow=\"1001\"");
     INFO(r.body);
     REQUIRE(r.status == 200);
     CHECK(r.body.find("micro_sentinel_flow_cost{flow=\"1001\",direction=\"rx\",event=\"cpu_clock\"} 3\n") !=
@@ -152,13 +160,7 @@ TEST_CASE("the exporter serves a capture read from standard input, and promtool 
     // The server's own counts reach the metrics with the next publish (each second).
     const std::string counted = "micro_sentinel_exporter_http_connections_total{outcome=\"not_found\"} 1\n";
     CHECK(mt::http_request(port, "GET", "/nope").status == 404);
-    const auto until = std::chrono::steady_clock::now() + 20s;
-    do {
-        r = mt::http_request(port, "GET", "/metrics");
-        if (r.body.find(counted) != std::string::npos)
-            break;
-        std::this_thread::sleep_for(200ms);
-    } while (std::chrono::steady_clock::now() < until);
+    r = scrape_until(port, counted, 200ms);
     CHECK(r.body.find(counted) != std::string::npos);
 
     CHECK(p.terminate() == 0); // SIGTERM is a clean shutdown
@@ -181,14 +183,7 @@ TEST_CASE("while a stream is still open, the windows it closed are already serve
     REQUIRE(::write(writer, all.data(), all.size()) == ssize_t(all.size()));
     const std::uint16_t port = exporter_port(dir / "log.txt");
 
-    mt::http_response r;
-    const auto end = std::chrono::steady_clock::now() + 20s;
-    do {
-        r = mt::http_request(port, "GET", "/metrics");
-        if (r.body.find("flow=\"1001\"") != std::string::npos)
-            break;
-        std::this_thread::sleep_for(100ms);
-    } while (std::chrono::steady_clock::now() < end);
+    mt::http_response r = scrape_until(port, "flow=\"1001\"");
     INFO(r.body);
     CHECK(r.body.find("micro_sentinel_flow_cost{flow=\"1001\",direction=\"rx\",event=\"cpu_clock\"} 2\n") !=
           std::string::npos);
@@ -243,14 +238,7 @@ TEST_CASE("a layout change in the stream shows in the layout info, and decoder s
     mt::child_process p({exporter, "--listen", "127.0.0.1:0", (dir / "in.cap").string()}, dir / "log.txt");
     const std::uint16_t port = exporter_port(dir / "log.txt");
 
-    mt::http_response r;
-    const auto end = std::chrono::steady_clock::now() + 20s;
-    do {
-        r = mt::http_request(port, "GET", "/metrics");
-        if (r.body.find("flow=\"6\"") != std::string::npos)
-            break;
-        std::this_thread::sleep_for(100ms);
-    } while (std::chrono::steady_clock::now() < end);
+    mt::http_response r = scrape_until(port, "flow=\"6\"");
     INFO(r.body);
     CHECK(r.body.find("micro_sentinel_sample_layout_info{layout=\"v1\",source=\"capture_header\"} 1\n") !=
           std::string::npos);
