@@ -8,10 +8,8 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <thread>
-#include <unistd.h>
 
 #include "chdb_server.hpp"
 #include "temp_dir.hpp"

@@ -7,12 +7,10 @@
 #include <microsentinel/clickhouse/tables.hpp>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 #include "temp_dir.hpp"
 #include "writer_fixtures.hpp"
