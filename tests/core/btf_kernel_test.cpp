@@ -47,8 +47,14 @@ int map_fd(bpf_object* obj, const char* name)
 TEST_CASE("a loaded collector's program and maps negotiate its layout from the kernel's BTF")
 {
     const std::string dir = MICROSENTINEL_BPF_OBJECT_DIR;
-    for (auto [file, want] : {std::pair{"/micro_sentinel_kern.bpf.o", layout_id::v2},
-                              std::pair{"/micro_sentinel_kern.v1.bpf.o", layout_id::v1}}) {
+    struct object {
+        const char* file;
+        layout_id want;
+    };
+    for (const object o : {object{"/micro_sentinel_kern.bpf.o", layout_id::v2},
+                           object{"/micro_sentinel_kern.v1.bpf.o", layout_id::v1}}) {
+        const char* file = o.file;
+        const layout_id want = o.want;
         CAPTURE(file);
         auto obj = load(dir + file);
         auto from_prog = negotiate_from_prog_fd(prog_fd(obj.get(), "ms_on_sample"));
