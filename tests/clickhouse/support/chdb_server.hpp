@@ -21,11 +21,13 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 
 #include "requirements.hpp"
+#include "temp_dir.hpp"
 
 namespace microsentinel::testing {
 
@@ -36,16 +38,8 @@ public:
         node_ = find_program("node");
         if (node_.empty())
             skip_or_fail("node not found; install the Debian package nodejs and run: npm ci --prefix tests/clickhouse/chdb");
-        char dir_template[] = "/tmp/ms-chdb-XXXXXX";
-        if (!mkdtemp(dir_template))
-            throw std::runtime_error("mkdtemp failed for the chDB test directory");
-        dir_ = dir_template;
-        try {
-            start();
-        } catch (...) {
-            remove_directory();
-            throw;
-        }
+        dir_ = tmp_.emplace().path().string();
+        start();
     }
 
     chdb_server(const chdb_server&) = delete;
@@ -54,7 +48,6 @@ public:
     ~chdb_server()
     {
         kill();
-        remove_directory();
     }
 
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/"; }
@@ -110,12 +103,6 @@ public:
     }
 
 private:
-    void remove_directory() const
-    {
-        std::error_code ignored;
-        std::filesystem::remove_all(dir_, ignored);
-    }
-
     void spawn()
     {
         std::filesystem::create_directories(dir_ + "/data");
@@ -186,6 +173,7 @@ private:
     }
 
     std::string node_;
+    std::optional<temp_dir> tmp_; // made once the server can run; removed after it is killed
     std::string dir_;
     std::uint16_t port_ = 0;
     pid_t pid_ = 0;

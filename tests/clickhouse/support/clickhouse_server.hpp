@@ -26,11 +26,13 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "requirements.hpp"
+#include "temp_dir.hpp"
 
 namespace microsentinel::testing {
 
@@ -53,18 +55,10 @@ public:
         find_binary();
         if (options_.tls)
             openssl_ = require_program("openssl", "openssl");
-        char dir_template[] = "/tmp/ms-clickhouse-XXXXXX";
-        if (!mkdtemp(dir_template))
-            throw std::runtime_error("mkdtemp failed for the ClickHouse test directory");
-        dir_ = dir_template;
-        try {
-            if (options_.tls)
-                make_certificates();
-            start_on_free_ports();
-        } catch (...) {
-            remove_directory();
-            throw;
-        }
+        dir_ = tmp_.emplace().path().string();
+        if (options_.tls)
+            make_certificates();
+        start_on_free_ports();
     }
 
     clickhouse_server(const clickhouse_server&) = delete;
@@ -73,7 +67,6 @@ public:
     ~clickhouse_server()
     {
         kill();
-        remove_directory();
     }
 
     std::string url() const { return "http://127.0.0.1:" + std::to_string(http_port_) + "/"; }
@@ -141,12 +134,6 @@ public:
     }
 
 private:
-    void remove_directory() const
-    {
-        std::error_code ignored;
-        std::filesystem::remove_all(dir_, ignored);
-    }
-
     void find_binary()
     {
         for (const char* candidate : {"/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"}) {
@@ -366,6 +353,7 @@ private:
     options options_;
     std::string openssl_;
     std::vector<std::string> argv_;
+    std::optional<temp_dir> tmp_; // made once the server can run; removed after it is killed
     std::string dir_;
     std::uint16_t http_port_ = 0;
     std::uint16_t tcp_port_ = 0;
