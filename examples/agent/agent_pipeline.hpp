@@ -11,6 +11,7 @@
 #include <microsentinel/rollup.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -26,7 +27,7 @@ public:
     void add(std::span<const flow_rollup_row> rows)
     {
         for (const auto& r : rows) {
-            auto& t = totals_[key(r.flow_id, r.dir)];
+            auto& t = totals_[std::size_t(r.dir)][r.flow_id];
             t.samples += r.samples;
             t.cost += r.norm_cost;
         }
@@ -35,10 +36,8 @@ public:
     void print(std::FILE* out, std::size_t top) const
     {
         for (direction d : {direction::rx, direction::tx}) {
-            std::vector<std::pair<std::uint64_t, totals>> flows;
-            for (const auto& [k, t] : totals_)
-                if (direction(k & 1) == d)
-                    flows.emplace_back(k >> 1, t);
+            const auto& of_direction = totals_[std::size_t(d)];
+            std::vector<std::pair<std::uint64_t, totals>> flows(of_direction.begin(), of_direction.end());
             std::sort(flows.begin(), flows.end(), [](const auto& a, const auto& b) {
                 return a.second.cost != b.second.cost ? a.second.cost > b.second.cost : a.first < b.first;
             });
@@ -60,10 +59,8 @@ private:
     {
         return flow == 0 ? "none (outside any flow)" : std::to_string(flow);
     }
-    // The direction in the low bit: flow ids are hashes, their top bit is as good as any.
-    static std::uint64_t key(std::uint64_t flow, direction d) { return flow << 1 | std::uint64_t(d); }
-
-    std::unordered_map<std::uint64_t, totals> totals_;
+    // Per direction (rx, tx): flow id -> totals, the whole 64-bit id kept.
+    std::array<std::unordered_map<std::uint64_t, totals>, 2> totals_;
 };
 
 class agent_pipeline {
